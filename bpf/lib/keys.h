@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Map keys and values shared by the programs and the agent.
+ *
+ * Layout rules: every struct is naturally aligned with explicit padding, so
+ * the agent (ctypes, see meshaccel.agent.layout) and clang agree byte for
+ * byte. Addresses are IPv4 in network byte order, exactly as the kernel hands
+ * them to us; ports are host byte order. Changing anything here means bumping
+ * MA_SCHEMA_VERSION in config.h. */
+#ifndef MESHACCEL_KEYS_H
+#define MESHACCEL_KEYS_H
+
+/* One established socket, seen from its own side. The netns cookie makes the
+ * key unique across pods: loopback addresses, and pod IPs over time, repeat in
+ * different network namespaces, and a key without the cookie would let one
+ * pod's bytes be redirected into another pod's socket. */
+struct ma_sock_key {
+	__u64 netns;
+	__u32 local_ip4;
+	__u32 remote_ip4;
+	__u32 local_port;
+	__u32 remote_port;
+};
+
+/* The connecting side's endpoint (netns + ip + port). It is the one thing
+ * both ends of a connection can name identically: DNAT (kube-proxy) and
+ * REDIRECT (Istio's 15001/15006 capture) rewrite the destination but keep the
+ * source, so the accepting socket sees the client's ip:port as its remote. */
+struct ma_origin_key {
+	__u64 netns;
+	__u32 ip4;
+	__u32 port;
+};
+
+/* Life of a handshake in the ma_pairs map; the state word is only ever
+ * changed with compare-and-swap because the client's first sendmsg() (process
+ * context, any CPU) races with the server's PASSIVE_ESTABLISHED (softirq). */
+enum ma_pair_state {
+	MA_PAIR_INTENT = 1,	  /* an enrolled server got the SYN */
+	MA_PAIR_CLAIMING = 2,	  /* client is writing its half */
+	MA_PAIR_CLIENT_READY = 3, /* client is in the sockhash, not sending yet */
+	MA_PAIR_PAIRED = 4,	  /* server committed: redirect both ways */
+	MA_PAIR_NATIVE = 5,	  /* client sent first: the stack owns this pair */
+	MA_PAIR_FAILED = 6,	  /* server could not enrol */
+};
+
+struct ma_pair {
+	__u64 state;		/* enum ma_pair_state; 64-bit for BPF cmpxchg */
+	struct ma_sock_key client;
+	struct ma_sock_key server;
+	/* Sequence numbers pin the pair to one connection. The origin alone is
+	 * not unique: Linux reuses an ephemeral port for connections to
+	 * different destinations, so two handshakes can share an origin. Both
+	 * ends know both ISNs once established (client: snd_una/rcv_nxt,
+	 * server: rcv_nxt/snd_una), nobody else does. */
+	__u32 client_next_seq;	/* client ISN + 1 */
+	__u32 server_next_seq;	/* server ISN + 1 */
+};
+
+/* Per-socket state, kept in socket-local storage so the per-message path is
+ * one pointer walk, and freed by the kernel with the socket. */
+enum ma_sock_state {
+	MA_SOCK_WAITING = 1, /* client enrolled, pair not settled yet */
+	MA_SOCK_PAIRED = 2,  /* redirect every message to peer */
+	MA_SOCK_NATIVE = 3,  /* this direction stays on the TCP stack */
+};
+
+struct ma_sock_state_val {
+	__u64 state;		/* enum ma_sock_state; 64-bit for cmpxchg */
+	struct ma_origin_key origin; /* the pair this socket belongs to */
+	struct ma_sock_key self;     /* own sockhash key */
+	struct ma_sock_key peer;     /* where sk_msg redirects to */
+};
+
+/* Per enrolled network namespace. */
+struct ma_netns_info {
+	__u32 flags; /* reserved, 0 */
+	__u32 pad;
+};
+
+/* A port of an enrolled namespace that must never be accelerated. */
+struct ma_port_key {
+	__u64 netns;
+	__u32 port;
+	__u32 pad;
+};
+
+#endif

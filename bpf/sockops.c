@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* cgroup/sock_ops: decide which TCP connections are accelerated and enrol
+ * both of their sockets into ma_sockhash.
+ *
+ * Pairing. A connection is accelerated only when both ends live in enrolled
+ * network namespaces on this host. The two ends find each other through the
+ * client's endpoint (netns cookie, ip, port), which DNAT and REDIRECT keep:
+ *
+ *   1. SYN at an enrolled listener (TIMEOUT_INIT on the request socket): the
+ *      server records an INTENT for the client's endpoint. This runs before
+ *      the SYN-ACK is sent, so it always precedes step 2.
+ *   2. ACTIVE_ESTABLISHED at the client: only if an INTENT exists for its own
+ *      endpoint does the client enter the sockhash (state WAITING). A client
+ *      whose peer is remote, unenrolled or the host never sees an INTENT and
+ *      never enters the map, so it never sits in a sockhash while receiving
+ *      from the stack (FIONREAD/epoll regressions, design brief section 2).
+ *   3. PASSIVE_ESTABLISHED at the server: checks both ISNs against the
+ *      client's claim, enters the sockhash and commits the pair (PAIRED).
+ *
+ * Byte order. Between 2 and 3 the client may already send (the final ACK can
+ * be processed after connect() returns). The client's first sendmsg() and the
+ * server's commit race; one compare-and-swap on the pair's state decides: if
+ * the client sends first the pair becomes NATIVE and the server removes both
+ * sockets from the map before any byte was redirected. So each direction is
+ * redirected from its first byte or never, and a receiver never mixes stack
+ * and redirected bytes. */
+#include <uapi/linux/bpf.h>
+
+#include "lib/maps.h"
+#include "lib/counters.h"
+#include "lib/tuple.h"
+
+#define MA_EEXIST 17
+
+static __always_inline int ma_port_excluded(__u64 netns, __u32 port)
+{
+	struct ma_port_key k = { .netns = netns, .port = port };
+
+	return ma_excl_ports.lookup(&k) != NULL;
+}
+
+static __always_inline int ma_netns_eligible(__u64 netns, struct ma_tuple *t)
+{
+	if (!ma_netns.lookup(&netns))
+		return 0;
+	return !ma_port_excluded(netns, t->local_port) &&
+	       !ma_port_excluded(netns, t->remote_port);
+}
+
+/* Which namespace does the client at @ip4 live in, seen from a server in
+ * @own? Loopback never leaves a namespace; any other address must be an
+ * enrolled endpoint of this host. A spoofed source resolves to the address'
+ * real owner, whose endpoint the spoofer cannot claim in step 2. */
+static __always_inline int ma_client_netns(__u64 own, __u32 ip4, __u64 *out)
+{
+	__u64 *ns;
+
+	if (ma_is_loopback(ip4)) {
+		*out = own;
+		return 1;
+	}
+	ns = ma_endpoints.lookup(&ip4);
+	if (!ns)
+		return 0;
+	*out = *ns;
+	return 1;
+}
+
+static __always_inline void ma_fill_key(struct ma_sock_key *key, __u64 netns,
+					struct ma_tuple *t)
+{
+	key->netns = netns;
+	key->local_ip4 = t->local_ip4;
+	key->remote_ip4 = t->remote_ip4;
+	key->local_port = t->local_port;
+	key->remote_port = t->remote_port;
+}
+
+/* Step 1: a SYN reached an enrolled listener. */
+static __always_inline void ma_on_syn(struct bpf_sock_ops *skops)
+{
+	struct ma_pair intent = { .state = MA_PAIR_INTENT };
+	struct ma_origin_key origin = {};
+	struct ma_tuple t;
+	__u64 netns;
+	int err;
+
+	if (!ma_tuple_from_ops(skops, &t))
+		return;
+	netns = bpf_get_netns_cookie(skops);
+	if (!ma_netns_eligible(netns, &t))
+		return;
+	if (!ma_client_netns(netns, t.remote_ip4, &origin.netns))
+		return;
+	origin.ip4 = t.remote_ip4;
+	origin.port = t.remote_port;
+	/* NOEXIST: a retransmitted SYN keeps the first intent, and a second
+	 * handshake from the same endpoint cannot hijack a claimed one. */
+	err = ma_pairs.insert(&origin, &intent);
+	if (err && err != -MA_EEXIST)
+		ma_count(MA_C_REFUSED_PAIRS_FULL, 1);
+}
+
+/* Step 2: the client's handshake completed. */
+static __always_inline void ma_on_active_established(struct bpf_sock_ops *skops)
+{
+	struct ma_sock_state_val *st;
+	struct ma_origin_key origin = {};
+	struct ma_sock_key key = {};
+	struct bpf_sock *sk = skops->sk;
+	struct ma_pair *pair;
+	struct ma_tuple t;
+	__u64 netns;
+	int err;
+
+	if (!sk || !ma_tuple_from_ops(skops, &t))
+		return;
+	netns = bpf_get_netns_cookie(skops);
+	origin.netns = netns;
+	origin.ip4 = t.local_ip4;
+	origin.port = t.local_port;
+	pair = ma_pairs.lookup(&origin);
+	if (!pair)
+		return; /* no enrolled server on this host got our SYN */
+	if (__sync_val_compare_and_swap(&pair->state, MA_PAIR_INTENT,
+					MA_PAIR_CLAIMING) != MA_PAIR_INTENT)
+		return; /* another handshake from this endpoint owns it */
+
+	/* Data in the SYN (TCP Fast Open) already went through the stack;
+	 * redirecting later bytes could overtake it at the receiver. */
+	if (!ma_netns_eligible(netns, &t) || skops->data_segs_out)
+		goto release;
+
+	ma_fill_key(&key, netns, &t);
+	st = ma_sock_state.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		goto release;
+	st->origin = origin;
+	st->self = key;
+	st->state = MA_SOCK_WAITING;
+
+	pair->client = key;
+	pair->client_next_seq = skops->snd_una;
+	pair->server_next_seq = skops->rcv_nxt;
+
+	err = ma_sockhash.sock_hash_update(skops, &key, BPF_NOEXIST);
+	if (err) {
+		ma_count(err == -MA_EEXIST ? MA_C_REFUSED_EXISTS : MA_C_REFUSED_FULL, 1);
+		st->state = MA_SOCK_NATIVE;
+		goto release;
+	}
+	ma_count(MA_C_SOCKETS_ENROLLED, 1);
+	/* A locked cmpxchg, not a plain store: it orders the writes above
+	 * before the state the server checks them under. */
+	__sync_val_compare_and_swap(&pair->state, MA_PAIR_CLAIMING,
+				    MA_PAIR_CLIENT_READY);
+	return;
+release:
+	ma_pairs.delete(&origin);
+}
+
+/* Step 3: the server's handshake completed (the accept()able child). */
+static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops)
+{
+	struct ma_sock_state_val *st;
+	struct ma_origin_key origin = {};
+	struct ma_sock_key client, key = {};
+	struct bpf_sock *sk = skops->sk;
+	struct ma_pair *pair;
+	struct ma_tuple t;
+	__u64 netns, prev;
+	int err;
+
+	if (!sk || !ma_tuple_from_ops(skops, &t))
+		return;
+	netns = bpf_get_netns_cookie(skops);
+	if (!ma_client_netns(netns, t.remote_ip4, &origin.netns))
+		return;
+	origin.ip4 = t.remote_ip4;
+	origin.port = t.remote_port;
+	pair = ma_pairs.lookup(&origin);
+	if (!pair)
+		return;
+	if (pair->state == MA_PAIR_INTENT) {
+		/* The client did not enrol (its namespace is not enrolled). */
+		ma_pairs.delete(&origin);
+		return;
+	}
+	if (pair->state != MA_PAIR_CLIENT_READY)
+		return;
+	if (pair->client_next_seq != skops->rcv_nxt ||
+	    pair->server_next_seq != skops->snd_una) {
+		/* The claim belongs to another connection from the same
+		 * endpoint; it is not ours to commit or to undo. */
+		ma_count(MA_C_PAIR_MISMATCH, 1);
+		return;
+	}
+	/* From here on the pair is ours: every exit settles it. */
+	client = pair->client;
+	ma_fill_key(&key, netns, &t);
+
+	if (!ma_netns_eligible(netns, &t) || skops->data_segs_in)
+		goto fail;
+	st = ma_sock_state.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		goto fail;
+	st->origin = origin;
+	st->self = key;
+	st->peer = client;
+	st->state = MA_SOCK_PAIRED;
+	pair->server = key;
+	/* (BCC rewrites map method calls textually: keep them out of
+	 * conditions.) */
+	err = ma_sockhash.sock_hash_update(skops, &key, BPF_NOEXIST);
+	if (err) {
+		ma_count(err == -MA_EEXIST ? MA_C_REFUSED_EXISTS : MA_C_REFUSED_FULL, 1);
+		st->state = MA_SOCK_NATIVE;
+		goto fail;
+	}
+	ma_count(MA_C_SOCKETS_ENROLLED, 1);
+
+	prev = __sync_val_compare_and_swap(&pair->state, MA_PAIR_CLIENT_READY,
+					   MA_PAIR_PAIRED);
+	if (prev == MA_PAIR_CLIENT_READY) {
+		/* Committed. The client learns the server's key from the
+		 * pair on its first send and deletes the entry then. */
+		ma_count(MA_C_PAIRS, 1);
+		return;
+	}
+	/* The client's first bytes already went through the stack (NATIVE).
+	 * Nobody has redirected anything to either socket, so removing both
+	 * from the map loses nothing, and afterwards neither sits in a
+	 * sockhash while the stack delivers to it. */
+	ma_count(MA_C_PAIR_RACE_NATIVE, 1);
+	st->state = MA_SOCK_NATIVE;
+	ma_sockhash.delete(&key);
+	ma_sockhash.delete(&client);
+	ma_pairs.delete(&origin);
+	return;
+fail:
+	/* Settle the client as native and take it out of the map: its peer
+	 * will never redirect to it, so there is nothing in flight to lose. */
+	__sync_val_compare_and_swap(&pair->state, MA_PAIR_CLIENT_READY,
+				    MA_PAIR_FAILED);
+	ma_sockhash.delete(&client);
+	ma_pairs.delete(&origin);
+}
+
+int meshaccel_sockops(struct bpf_sock_ops *skops)
+{
+	/* Read op once, as a 32-bit load. if/else rather than switch: clang
+	 * may lower a switch to a jump table, which BPF cannot express. */
+	__u32 op = skops->op;
+
+	if (op == BPF_SOCK_OPS_TIMEOUT_INIT) {
+		/* Also called for a connecting full socket; only a listener's
+		 * request socket (not a full socket) means "SYN received".
+		 * We never set skops->reply, so the kernel keeps its timeout. */
+		if (!skops->is_fullsock)
+			ma_on_syn(skops);
+	} else if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		ma_on_active_established(skops);
+	} else if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		ma_on_passive_established(skops);
+	}
+	return 1;
+}

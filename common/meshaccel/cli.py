@@ -1,0 +1,77 @@
+"""`meshaccel` command line: the node agent and the host demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from meshaccel.constants import DEFAULT_BPFFS, DEFAULT_CACHE_DIR, DEFAULT_METRICS_ADDRESS
+
+
+def _agent_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agent", help="run the node agent")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--standalone", action="store_true", help="enrolment from --config, no Kubernetes")
+    mode.add_argument("--cleanup", action="store_true", help="uninstall: detach and unpin everything")
+    p.add_argument("--config", help="enrolment file (standalone mode)")
+    p.add_argument("--metrics-address", default=DEFAULT_METRICS_ADDRESS, help="HOST:PORT for /metrics and probes")
+    p.add_argument("--cgroup", help="cgroup2 directory for sockops (default: the cgroup2 mount from /proc/mounts)")
+    p.add_argument("--bpffs", default=DEFAULT_BPFFS, help="bpf filesystem mount point")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where fallback kernel headers are merged")
+    p.add_argument("--sockhash-entries", type=int, default=65536, help="max accelerated sockets")
+    p.add_argument("--pairs-entries", type=int, default=65536, help="max handshakes tracked at once")
+    p.add_argument("--wait", type=float, default=10.0, help="cleanup: seconds to wait for live connections")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from meshaccel.agent.compile import BuildOptions, MapSizes
+    from meshaccel.agent.datapath import Datapath, cleanup
+    from meshaccel.agent.host import ensure_bpffs, find_cgroup2
+
+    cgroup = args.cgroup or find_cgroup2()
+    if args.cleanup:
+        report = cleanup(args.bpffs, cgroup, args.wait)
+        if report.nothing_installed:
+            print("meshaccel: nothing installed, nothing to clean up")
+            return 0
+        if report.live_sockets:
+            print(
+                f"meshaccel: detached; {report.live_sockets} accelerated socket(s) still open, "
+                "their maps stay pinned until they close: run --cleanup again later"
+            )
+            return 3
+        print(f"meshaccel: detached {report.detached} program(s), unpinned {report.unpinned} generation(s)")
+        return 0
+
+    if not args.config:
+        print("meshaccel: --standalone needs --config FILE", file=sys.stderr)
+        return 2
+    from meshaccel.agent.standalone import StandaloneAgent
+
+    ensure_bpffs(args.bpffs)
+    sizes = MapSizes(sockhash_entries=args.sockhash_entries, pairs_entries=args.pairs_entries)
+    datapath = Datapath(args.bpffs, cgroup, args.cache_dir, BuildOptions(sizes=sizes))
+    StandaloneAgent(datapath, args.config, args.metrics_address).run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshaccel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _agent_parser(sub)
+    demo = sub.add_parser("demo", help="host demo: pods in network namespaces, with and without acceleration")
+    demo.add_argument("--rounds", type=int, default=20000, help="ping-pong round trips per measurement")
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", "info")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "agent":
+        return _run_agent(args)
+    from meshaccel.lab.demo import run_demo
+
+    return run_demo(args.rounds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

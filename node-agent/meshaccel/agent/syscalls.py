@@ -1,0 +1,139 @@
+"""Thin typed wrappers over libbcc's bpf syscall helpers and setns(2).
+
+BCC's Python API covers loading; pinning, cgroup attach flags, sockhash
+iteration and adopting pinned maps need the raw calls. We bind our own
+ctypes handle so setting argtypes never changes BCC's.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import ctypes.util
+import errno
+import os
+from collections.abc import Iterator
+
+# enum bpf_attach_type and flags, from include/uapi/linux/bpf.h
+BPF_CGROUP_SOCK_OPS = 3
+BPF_SK_MSG_VERDICT = 7
+BPF_F_ALLOW_MULTI = 1 << 1
+BPF_ANY = 0
+BPF_NOEXIST = 1
+
+CLONE_NEWNET = 0x40000000
+SO_NETNS_COOKIE = 71
+
+
+def _bind() -> ct.CDLL:
+    from bcc import libbcc  # Debian python3-bpfcc
+
+    lib = ct.CDLL(libbcc.lib._name, use_errno=True)
+    sigs: dict[str, tuple[list[type], type]] = {
+        "bpf_obj_pin": ([ct.c_int, ct.c_char_p], ct.c_int),
+        "bpf_obj_get": ([ct.c_char_p], ct.c_int),
+        "bpf_prog_attach": ([ct.c_int, ct.c_int, ct.c_int, ct.c_uint], ct.c_int),
+        "bpf_prog_detach2": ([ct.c_int, ct.c_int, ct.c_int], ct.c_int),
+        "bpf_get_next_key": ([ct.c_int, ct.c_void_p, ct.c_void_p], ct.c_int),
+        "bpf_lookup_elem": ([ct.c_int, ct.c_void_p, ct.c_void_p], ct.c_int),
+        "bpf_update_elem": ([ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_ulonglong], ct.c_int),
+        "bpf_delete_elem": ([ct.c_int, ct.c_void_p], ct.c_int),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = res
+    return lib
+
+
+_lib: ct.CDLL | None = None
+
+
+def lib() -> ct.CDLL:
+    global _lib
+    if _lib is None:
+        _lib = _bind()
+    return _lib
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ct.get_errno() or -ret
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
+def obj_get(path: str) -> int:
+    return _check(lib().bpf_obj_get(path.encode()), f"open pinned {path}")
+
+
+def prog_attach(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> None:
+    _check(lib().bpf_prog_attach(prog_fd, target_fd, attach_type, flags), "attach program")
+
+
+def prog_detach(prog_fd: int, target_fd: int, attach_type: int) -> bool:
+    """Detach; False if it was not attached (ENOENT)."""
+    ret = lib().bpf_prog_detach2(prog_fd, target_fd, attach_type)
+    if ret < 0 and (ct.get_errno() or -ret) == errno.ENOENT:
+        return False
+    _check(ret, "detach program")
+    return True
+
+
+class RawMap:
+    """A BPF map addressed by fd, with fixed key and value sizes."""
+
+    def __init__(self, fd: int, key_size: int, value_size: int) -> None:
+        self.fd = fd
+        self.key_size = key_size
+        self.value_size = value_size
+
+    def keys(self) -> Iterator[bytes]:
+        key = ct.create_string_buffer(self.key_size)
+        prev: ct.Array[ct.c_char] | None = None
+        while True:
+            ret = lib().bpf_get_next_key(self.fd, prev, key)
+            if ret < 0:
+                if ct.get_errno() == errno.ENOENT:
+                    return
+                _check(ret, "iterate map")
+            yield key.raw
+            prev = ct.create_string_buffer(key.raw, self.key_size)
+
+    def lookup(self, key: bytes) -> bytes | None:
+        value = ct.create_string_buffer(self.value_size)
+        if lib().bpf_lookup_elem(self.fd, key, value) < 0:
+            if ct.get_errno() == errno.ENOENT:
+                return None
+            _check(-1, "map lookup")
+        return value.raw
+
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        _check(lib().bpf_update_elem(self.fd, key, value, flags), "map update")
+
+    def delete(self, key: bytes) -> bool:
+        if lib().bpf_delete_elem(self.fd, key) < 0:
+            if ct.get_errno() == errno.ENOENT:
+                return False
+            _check(-1, "map delete")
+        return True
+
+
+def possible_cpus() -> int:
+    """Number of possible CPUs: the stride of per-CPU map values."""
+    text = open("/sys/devices/system/cpu/possible").read().strip()
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count
+
+
+def setns(fd: int, nstype: int) -> None:
+    libc = ct.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.setns(fd, nstype) != 0:
+        err = ct.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")

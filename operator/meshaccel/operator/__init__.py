@@ -1,0 +1,1 @@
+"""The meshaccel kopf operator (control plane; arrives with the control-plane issue)."""
