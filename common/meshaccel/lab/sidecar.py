@@ -43,7 +43,7 @@ COMMIT
 """
 
 _HAPROXY = """global
-    maxconn 20000
+    maxconn 8000
     uid {uid}
     gid {uid}
 defaults

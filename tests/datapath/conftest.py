@@ -1,0 +1,126 @@
+"""Fixtures for the `bpf` tier: one real agent per session, a fresh lab per test.
+
+These tests need root and a BPF-capable kernel; `make test` runs them as
+root after scripts/setup.sh installed BCC, the headers and the peers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from meshaccel.agent.datapath import PinRoot
+from meshaccel.agent.netns import netns_cookie
+from meshaccel.lab.agent import AgentProcess
+from meshaccel.lab.sidecar import add_sidecar
+from meshaccel.lab.topology import Lab, Pod, wait_for
+
+SINK_PORT = 8080
+ECHO_PORT = 8081
+SERVICE_VIP = "10.96.0.10"
+SERVICE_PORT = 80
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/datapath/" in str(item.fspath):
+            item.add_marker(pytest.mark.bpf)
+
+
+@pytest.fixture(scope="session")
+def agent() -> Iterator[AgentProcess]:
+    if os.geteuid() != 0:
+        pytest.fail("the bpf tier needs root: run `make test` as root", pytrace=False)
+    proc = AgentProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.close()
+        assert not PinRoot("/sys/fs/bpf").path.exists(), "cleanup left pins behind"
+
+
+@pytest.fixture
+def lab(agent: AgentProcess) -> Iterator[Lab]:
+    lab = Lab()
+    try:
+        yield lab
+    finally:
+        agent.unenrol(lab.pods.values())
+        lab.close()
+
+
+def traffic(pod: Pod, *args: str, timeout: float = 300) -> dict[str, object]:
+    """Run a checked client in @pod and return its JSON verdict."""
+    res = subprocess.run(
+        ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "meshaccel.lab.traffic", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = res.stdout.strip().splitlines()
+    assert lines, f"client printed nothing (rc={res.returncode}): {res.stderr[-2000:]}"
+    return dict(json.loads(lines[-1]))
+
+
+def serve(pod: Pod, mode: str, port: int, *extra: str, host: str = "0.0.0.0") -> None:
+    pod.spawn([sys.executable, "-m", "meshaccel.lab.traffic", mode, "--port", str(port), "--host", host, *extra])
+    wait_for(lambda: f":{port} " in pod.sh("ss", "-Hltn"), what=f"{mode} server on {pod.name}:{port}")
+
+
+@dataclass
+class Shape:
+    """One traffic shape: where the client connects and how many hops pair."""
+
+    name: str
+    client: Pod
+    server: Pod
+    host: str
+    port: int
+    hops: int  # accelerated connections per client connection
+
+    def cookie(self, pod: Pod) -> int:
+        return netns_cookie(pod.netns_path)
+
+
+SHAPES = ["direct", "clusterip", "sidecar_outbound", "sidecar_inbound", "sidecar_to_sidecar"]
+
+
+def build_shape(name: str, lab: Lab, agent: AgentProcess) -> Shape:
+    """Client pod `a`, server pod `b` running a sink on 8080 and an echo on 8081."""
+    a, b = lab.add_pod("a"), lab.add_pod("b")
+    if name in ("sidecar_outbound", "sidecar_to_sidecar"):
+        add_sidecar(a)
+    if name in ("sidecar_inbound", "sidecar_to_sidecar"):
+        add_sidecar(b)
+    serve(b, "sink", SINK_PORT)
+    serve(b, "echo", ECHO_PORT)
+    agent.enrol([a, b])
+    host = b.ip
+    if name == "clusterip":
+        lab.add_service(SERVICE_VIP, SERVICE_PORT, b, SINK_PORT)
+        lab.add_service(SERVICE_VIP, SERVICE_PORT + 1, b, ECHO_PORT)
+        return Shape(name, a, b, SERVICE_VIP, SERVICE_PORT, 1)
+    hops = {"direct": 1, "sidecar_outbound": 2, "sidecar_inbound": 2, "sidecar_to_sidecar": 3}[name]
+    return Shape(name, a, b, host, SINK_PORT, hops)
+
+
+def echo_port(shape: Shape) -> int:
+    return shape.port + 1 if shape.name == "clusterip" else ECHO_PORT
+
+
+class Delta:
+    """Counter changes of the agent across a block."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.agent = agent
+        self.before = agent.metrics()
+
+    def __getitem__(self, name: str) -> float:
+        return self.agent.metrics().get(name, 0.0) - self.before.get(name, 0.0)
