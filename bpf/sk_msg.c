@@ -12,6 +12,10 @@
 #include "lib/maps.h"
 #include "lib/counters.h"
 
+/* include/net/tcp_states.h */
+#define MA_TCP_ESTABLISHED 1
+#define MA_TCP_CLOSE_WAIT 8
+
 static __always_inline int ma_same_sock(struct ma_sock_key *a, struct ma_sock_key *b)
 {
 	return a->netns == b->netns && a->local_ip4 == b->local_ip4 &&
@@ -47,11 +51,22 @@ int meshaccel_sk_msg(struct sk_msg_md *msg)
 	struct ma_sock_state_val *st;
 	struct bpf_sock *sk = msg->sk;
 	__u32 size = msg->size;
+	__u32 tcp_state;
 	__u64 state;
 	int verdict;
 
 	if (!sk)
 		goto no_state;
+	/* tcp_bpf_sendmsg() does not check SEND_SHUTDOWN: after shutdown(WR)
+	 * a redirect would still deliver bytes behind the FIN the peer already
+	 * read as EOF. Sending is legal only in ESTABLISHED and CLOSE_WAIT;
+	 * anything else goes to the stack, which fails it with EPIPE exactly
+	 * as plain TCP does. */
+	tcp_state = sk->state;
+	if (tcp_state != MA_TCP_ESTABLISHED && tcp_state != MA_TCP_CLOSE_WAIT) {
+		ma_count(MA_C_PASS_SHUTDOWN, 1);
+		return SK_PASS;
+	}
 	st = ma_sock_state.sk_storage_get(sk, 0, 0);
 	if (!st)
 		goto no_state;

@@ -19,6 +19,7 @@ enum ma_counter {
 	MA_C_PAIR_MISMATCH,	   /* server's ISNs did not match the claim */
 	MA_C_PAIR_RACE_NATIVE,	   /* client sent before the server enrolled */
 	MA_C_PASS_NATIVE_BYTES,
+	MA_C_PASS_SHUTDOWN,	   /* msg on the stack: socket's send side shut */
 	MA_C_MAX,
 };
 

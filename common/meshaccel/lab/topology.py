@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -77,6 +78,7 @@ class Lab:
         self.pods: dict[str, Pod] = {}
         self._next_ip = 2
         self._files: list[Path] = []
+        self._dirs: list[Path] = []
         self._extra_procs: list[subprocess.Popen[bytes]] = []
         sh("ip", "netns", "add", self.node)
         try:
@@ -127,6 +129,9 @@ class Lab:
         self._files.append(path)
         return path
 
+    def track_dir(self, path: str) -> None:
+        self._dirs.append(Path(path))
+
     def track(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
         self._extra_procs.append(proc)
         return proc
@@ -141,6 +146,8 @@ class Lab:
         for path in self._files:
             with contextlib.suppress(OSError):
                 path.unlink()
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
     def __enter__(self) -> Lab:
         return self

@@ -56,6 +56,7 @@ class Counter(enum.IntEnum):
     PAIR_MISMATCH = 10
     PAIR_RACE_NATIVE = 11
     PASS_NATIVE_BYTES = 12
+    PASS_SHUTDOWN = 13
 
 
 COUNTER_SLOTS = len(Counter)

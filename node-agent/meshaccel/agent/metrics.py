@@ -13,6 +13,7 @@ _PASS_REASONS = {
     "native": Counter.PASS_NATIVE,  # the pair settled on the kernel stack
     "peer_gone": Counter.PASS_PEER_GONE,  # the peer socket already closed
     "no_state": Counter.PASS_NO_STATE,  # socket in the map without state
+    "shutdown": Counter.PASS_SHUTDOWN,  # write after shutdown(SHUT_WR): EPIPE
 }
 _REFUSAL_REASONS = {
     "exists": Counter.REFUSED_EXISTS,
