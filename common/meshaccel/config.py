@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be applied; the message is one line."""
+
+
+def _pod_ipv4(ip: str) -> str:
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise ValueError(f"{ip!r} is not an IPv4 address") from None
+    if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
+        raise ValueError(f"{ip} cannot identify a pod (loopback, unspecified or multicast)")
+    return str(addr)
+
+
+PodIPv4 = Annotated[str, AfterValidator(_pod_ipv4)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Endpoint(BaseModel):
@@ -28,30 +43,10 @@ class Endpoint(BaseModel):
     netns: str = Field(
         min_length=1, description="path of the network namespace, e.g. /run/netns/NAME or /proc/PID/ns/net"
     )
-    ips: tuple[str, ...] = Field(min_length=1, description="IPv4 addresses of the pod")
-    excluded_ports: tuple[int, ...] = Field(
+    ips: tuple[PodIPv4, ...] = Field(min_length=1, description="IPv4 addresses of the pod")
+    excluded_ports: tuple[Port, ...] = Field(
         default=(), alias="excludedPorts", description="ports (local or remote) never accelerated"
     )
-
-    @field_validator("ips")
-    @classmethod
-    def _ipv4(cls, ips: tuple[str, ...]) -> tuple[str, ...]:
-        for ip in ips:
-            try:
-                addr = ipaddress.IPv4Address(ip)
-            except ValueError:
-                raise ValueError(f"{ip!r} is not an IPv4 address") from None
-            if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
-                raise ValueError(f"{ip} cannot identify a pod (loopback, unspecified or multicast)")
-        return ips
-
-    @field_validator("excluded_ports")
-    @classmethod
-    def _ports(cls, ports: tuple[int, ...]) -> tuple[int, ...]:
-        for port in ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 1-65535")
-        return ports
 
 
 class EnrolmentConfig(BaseModel):

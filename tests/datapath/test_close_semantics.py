@@ -11,7 +11,7 @@ import sys
 from meshaccel.lab.topology import Lab, Pod
 from tests.datapath.conftest import Delta
 
-SCENARIO = r'''
+SCENARIO = r"""
 import json, socket, struct, sys, threading, time
 mode, host = sys.argv[1], sys.argv[2]
 port = 7070
@@ -76,12 +76,16 @@ elif mode == "half-close":
     except OSError as e:
         out["write_after_shutdown"] = err(e)
 print(json.dumps(out, sort_keys=True))
-'''
+"""
 
 
 def run(pod: Pod, mode: str, host: str) -> dict[str, object]:
-    res = subprocess.run(["ip", "netns", "exec", pod.netns, sys.executable, "-c", SCENARIO, mode, host],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    res = subprocess.run(
+        ["ip", "netns", "exec", pod.netns, sys.executable, "-c", SCENARIO, mode, host],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     return dict(json.loads(res.stdout))
 

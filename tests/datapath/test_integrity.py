@@ -18,8 +18,16 @@ SIZES = [1, 2, 3, 7, 100, 1448, 4095, 4096, 4097, 65535, 65536, 65537, 1 * MiB, 
 def test_message_sizes_echo_byte_exact(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(shape.client, "sizes", "--host", shape.host, "--port", str(echo_port(shape)),
-                     "--sizes", ",".join(map(str, SIZES)))  # fmt: skip
+    result = traffic(
+        shape.client,
+        "sizes",
+        "--host",
+        shape.host,
+        "--port",
+        str(echo_port(shape)),
+        "--sizes",
+        ",".join(map(str, SIZES)),
+    )
     assert result["ok"], result
     # Both directions of every hop went through the redirect.
     assert delta["meshaccel_redirected_bytes_total"] >= 2 * shape.hops * sum(SIZES)
@@ -29,8 +37,19 @@ def test_message_sizes_echo_byte_exact(shape_name: str, lab: Lab, agent) -> None
 def test_two_gib_stream(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(shape.client, "stream", "--host", shape.host, "--port", str(shape.port),
-                     "--bytes", str(2 * GiB), "--chunk", str(256 * 1024), timeout=600)  # fmt: skip
+    result = traffic(
+        shape.client,
+        "stream",
+        "--host",
+        shape.host,
+        "--port",
+        str(shape.port),
+        "--bytes",
+        str(2 * GiB),
+        "--chunk",
+        str(256 * 1024),
+        timeout=600,
+    )
     assert result["ok"], result
     assert delta["meshaccel_redirected_bytes_total"] >= shape.hops * 2 * GiB
 
@@ -39,8 +58,22 @@ def test_two_gib_stream(shape_name: str, lab: Lab, agent) -> None:  # type: igno
 def test_many_short_connections(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(shape.client, "many", "--host", shape.host, "--port", str(shape.port),
-                     "--count", "400", "--concurrency", "16", "--bytes", "20000", "--writes", "5")  # fmt: skip
+    result = traffic(
+        shape.client,
+        "many",
+        "--host",
+        shape.host,
+        "--port",
+        str(shape.port),
+        "--count",
+        "400",
+        "--concurrency",
+        "16",
+        "--bytes",
+        "20000",
+        "--writes",
+        "5",
+    )
     assert result["ok"], result
     assert delta["meshaccel_pairs_total"] >= 400 * shape.hops * 0.9
 
@@ -54,8 +87,23 @@ def test_no_reorder_when_client_writes_before_server_reads(lab: Lab, agent) -> N
     serve(b, "sink", 9090, "--first-read-delay", "0.003")
     agent.enrol([a, b])
     delta = Delta(agent)
-    result = traffic(a, "many", "--host", b.ip, "--port", "9090", "--count", "3000",
-                     "--concurrency", "32", "--bytes", "49152", "--writes", "12", timeout=600)  # fmt: skip
+    result = traffic(
+        a,
+        "many",
+        "--host",
+        b.ip,
+        "--port",
+        "9090",
+        "--count",
+        "3000",
+        "--concurrency",
+        "32",
+        "--bytes",
+        "49152",
+        "--writes",
+        "12",
+        timeout=600,
+    )
     assert result["ok"], result
     settled = delta["meshaccel_pairs_total"] + delta["meshaccel_pairs_settled_native_total"]
     assert settled >= 3000 * 0.99, "every connection settles as paired or native"

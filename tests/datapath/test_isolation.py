@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from meshaccel.lab.topology import Lab
+from meshaccel.lab.topology import Lab, Pod
 from tests.datapath.conftest import Delta, serve, traffic
 
 MiB = 1 << 20
@@ -22,9 +22,23 @@ def test_identical_loopback_tuples_in_two_pods(lab: Lab, agent) -> None:  # type
         results: dict[str, dict[str, object]] = {}
         bind = f"127.0.0.1:{41000 + r}"  # the same client endpoint in both pods
 
-        def run(pod, seed: int) -> None:  # type: ignore[no-untyped-def]
-            results[pod.name] = traffic(pod, "stream", "--host", "127.0.0.1", "--port", "9000", "--bind", bind,
-                                        "--bytes", str(96 * MiB), "--seed", str(seed), "--chunk", "65536")  # fmt: skip
+        def run(pod: Pod, seed: int, bind: str = bind, results: dict[str, dict[str, object]] = results) -> None:
+            results[pod.name] = traffic(
+                pod,
+                "stream",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "9000",
+                "--bind",
+                bind,
+                "--bytes",
+                str(96 * MiB),
+                "--seed",
+                str(seed),
+                "--chunk",
+                "65536",
+            )
 
         threads = [threading.Thread(target=run, args=(p, 1000 * r + i)) for i, p in enumerate(pods)]
         for t in threads:

@@ -73,8 +73,23 @@ def test_nginx_with_curl_and_wrk(sidecars: bool, lab: Lab, agent) -> None:  # ty
 
 def test_redis_benchmark_and_values(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     a, b = lab.add_pod("a"), lab.add_pod("b")
-    b.spawn(["redis-server", "--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no",
-             "--save", "", "--appendonly", "no", "--dir", "/tmp"])  # fmt: skip
+    b.spawn(
+        [
+            "redis-server",
+            "--port",
+            "6379",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+        ]
+    )
     wait_for(lambda: ":6379 " in b.sh("ss", "-Hltn"), what="redis")
     agent.enrol([a, b])
     delta = Delta(agent)

@@ -44,7 +44,10 @@ def expected_sockets(shape: Shape) -> list[tuple[str, object]]:
         ],
         "sidecar_to_sidecar": [
             ("sidecar a 15001 <- app", lambda k: k[0] == a and k[2] == OUTBOUND_PORT),
-            ("sidecar a -> b:8080", lambda k: k[0] == a and k[3] == ip_b and k[4] == SINK_PORT and k[2] != OUTBOUND_PORT),
+            (
+                "sidecar a -> b:8080",
+                lambda k: k[0] == a and k[3] == ip_b and k[4] == SINK_PORT and k[2] != OUTBOUND_PORT,
+            ),
             ("sidecar b 15006 <- sidecar a", lambda k: k[0] == b and k[2] == INBOUND_PORT),
             ("app b:8080 <- 127.0.0.6", lambda k: k[0] == b and k[2] == SINK_PORT and k[3] == "127.0.0.6"),
         ],
@@ -61,8 +64,18 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     # map can be inspected with every hop established.
     client = threading.Thread(
         target=lambda: result.update(
-            traffic(shape.client, "stream", "--host", shape.host, "--port", str(shape.port),
-                    "--bytes", str(64 * MiB), "--hold", "2")  # fmt: skip
+            traffic(
+                shape.client,
+                "stream",
+                "--host",
+                shape.host,
+                "--port",
+                str(shape.port),
+                "--bytes",
+                str(64 * MiB),
+                "--hold",
+                "2",
+            )
         )
     )
     client.start()

@@ -20,8 +20,20 @@ def test_asyncio_echo_never_stalls(shape_name: str, lab: Lab, agent) -> None:  #
     shape = build_shape(shape_name, lab, agent)
     serve(shape.server, "aecho", ASYNC_PORT)
     delta = Delta(agent)
-    result = traffic(shape.client, "aclients", "--host", shape.server.ip, "--port", str(ASYNC_PORT),
-                     "--conns", "60", "--rounds", "60", "--stall", "1.0")  # fmt: skip
+    result = traffic(
+        shape.client,
+        "aclients",
+        "--host",
+        shape.server.ip,
+        "--port",
+        str(ASYNC_PORT),
+        "--conns",
+        "60",
+        "--rounds",
+        "60",
+        "--stall",
+        "1.0",
+    )
     assert result["ok"], result
     assert delta["meshaccel_pairs_total"] >= 60 * shape.hops
     assert delta["meshaccel_redirected_messages_total"] >= 2 * 60 * 60 * shape.hops
@@ -41,7 +53,7 @@ def test_enrolled_to_unenrolled_pod_stays_native_and_flows(lab: Lab, agent) -> N
     assert delta["meshaccel_redirected_messages_total"] == 0
 
 
-FIONREAD_PROBE = r'''
+FIONREAD_PROBE = r"""
 import array, fcntl, json, socket, sys, termios, time
 host, n = sys.argv[1], int(sys.argv[2])
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,12 +68,16 @@ while time.monotonic() < deadline:
     if buf[0] >= n: break
     time.sleep(0.01)
 print(json.dumps({"fionread": buf[0]}))
-'''
+"""
 
 
 def fionread(pod: Pod, host: str, n: int) -> int:
-    res = subprocess.run(["ip", "netns", "exec", pod.netns, sys.executable, "-c", FIONREAD_PROBE, host, str(n)],
-                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    res = subprocess.run(
+        ["ip", "netns", "exec", pod.netns, sys.executable, "-c", FIONREAD_PROBE, host, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0, res.stderr
     return int(json.loads(res.stdout)["fionread"])
 

@@ -46,15 +46,15 @@ class AgentProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            agent_command(
-                "--standalone", "--config", str(self.config_path), "--metrics-address", f"127.0.0.1:{self.port}"
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # Popen keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                agent_command(
+                    "--standalone", "--config", str(self.config_path), "--metrics-address", f"127.0.0.1:{self.port}"
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(self._ready_or_dead, timeout, "the agent to become ready")
         if self.proc.poll() is not None:
             raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")

@@ -10,6 +10,8 @@ SO_ORIGINAL_DST), which is exactly the socket layout Envoy produces.
 
 from __future__ import annotations
 
+import subprocess
+
 from meshaccel.lab.topology import Pod, wait_for
 
 PROXY_UID = 1337
@@ -75,7 +77,6 @@ def add_sidecar(pod: Pod) -> None:
         f"{pod.name}-haproxy.cfg", _HAPROXY.format(uid=PROXY_UID, outbound=OUTBOUND_PORT, inbound=INBOUND_PORT)
     )
     # haproxy starts as root to bind, then drops to uid 1337 itself.
-    pod.spawn(["haproxy", "-db", "-f", str(cfg)], stdout=open("/dev/null", "wb"))
+    pod.spawn(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL)
     wait_for(lambda: _listening(pod, OUTBOUND_PORT) and _listening(pod, INBOUND_PORT), what=f"{pod.name} sidecar")
     pod.sh("iptables-restore", "--noflush", input=_RULES)
-

@@ -54,19 +54,11 @@ class Pod:
     def sh(self, *cmd: str, check: bool = True, input: str | None = None) -> str:
         return sh(*cmd, check=check, netns=self.netns, input=input)
 
-    def spawn(self, cmd: Sequence[str], uid: int | None = None, **kw: object) -> subprocess.Popen[bytes]:
+    def spawn(self, cmd: Sequence[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
         """Start a process inside the pod; the lab ends it by PID on close."""
-        prefix = ["ip", "netns", "exec", self.netns]
-        if uid is not None:
-            prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-        proc = subprocess.Popen(prefix + list(cmd), start_new_session=True, **kw)  # type: ignore[call-overload]
+        proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *cmd], stdout=stdout, start_new_session=True)
         self.processes.append(proc)
         return proc
-
-    def python(self, code: str, *args: str, **kw: object) -> subprocess.Popen[bytes]:
-        import sys
-
-        return self.spawn([sys.executable, "-c", code, *args], **kw)
 
 
 class Lab:
@@ -119,9 +111,23 @@ class Lab:
     def add_service(self, vip: str, port: int, target: Pod, target_port: int) -> None:
         """A ClusterIP: the DNAT kube-proxy writes, in the node namespace."""
         sh(
-            "iptables", "-t", "nat", "-A", "PREROUTING", "-d", f"{vip}/32", "-p", "tcp", "--dport", str(port),
-            "-j", "DNAT", "--to-destination", f"{target.ip}:{target_port}", netns=self.node,
-        )  # fmt: skip
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            f"{vip}/32",
+            "-p",
+            "tcp",
+            "--dport",
+            str(port),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"{target.ip}:{target_port}",
+            netns=self.node,
+        )
 
     def write_file(self, name: str, text: str) -> Path:
         path = Path("/tmp") / f"{self.prefix}-{name}"

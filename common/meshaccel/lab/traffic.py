@@ -136,7 +136,9 @@ def _connect(host: str, port: int, bind: str | None = None) -> socket.socket:
     return s
 
 
-def stream_once(host: str, port: int, total: int, chunk: int, seed: int, hold: float = 0, bind: str | None = None) -> dict[str, object]:
+def stream_once(
+    host: str, port: int, total: int, chunk: int, seed: int, hold: float = 0, bind: str | None = None
+) -> dict[str, object]:
     """Send @total bytes to a sink, half-close, compare its (length, hash)."""
     h = hashlib.sha256()
     with _connect(host, port, bind) as s:
@@ -151,6 +153,10 @@ def stream_once(host: str, port: int, total: int, chunk: int, seed: int, hold: f
     return {"ok": ok, "sent": total, "received": n}
 
 
+def _collect(s: socket.socket, n: int, into: list[bytes]) -> None:
+    into.append(recv_exact(s, n))
+
+
 def sizes(host: str, port: int, sizes: list[int]) -> dict[str, object]:
     """One connection to an echo server; each size echoed back byte-exact."""
     failures = []
@@ -158,7 +164,7 @@ def sizes(host: str, port: int, sizes: list[int]) -> dict[str, object]:
         for i, size in enumerate(sizes):
             msg = b"".join(pattern(size, 1 << 20, i))
             received: list[bytes] = []
-            reader = threading.Thread(target=lambda: received.append(recv_exact(s, size)))
+            reader = threading.Thread(target=_collect, args=(s, size, received))
             reader.start()  # read while writing: large echoes would deadlock otherwise
             s.sendall(msg)
             reader.join(60)

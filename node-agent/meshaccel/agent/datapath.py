@@ -88,7 +88,7 @@ class Generation:
         fd = self._fd("ma_sockhash")
         try:
             m = sc.RawMap(fd, SOCKHASH_KEY, 4)
-            return [SockKey.from_buffer_copy(k) for k in m.keys()]
+            return [SockKey.from_buffer_copy(k) for k in m.iter_keys()]
         finally:
             os.close(fd)
 
@@ -261,7 +261,7 @@ class Datapath:
                     added += 1
         for name, want in reversed(order):
             m = self._maps[name]
-            for key in [k for k in m.keys() if k not in want]:
+            for key in [k for k in m.iter_keys() if k not in want]:
                 if m.delete(key):
                     removed += 1
         return ReconcileResult(added, removed)

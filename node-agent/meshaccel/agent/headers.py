@@ -73,9 +73,10 @@ def choose_headers(cache_dir: str, src_root: str = "/usr/src") -> HeaderChoice:
         return HeaderChoice("ikheaders", None)
     pairs = _debian_pairs(Path(src_root))
     if not pairs:
+        package = "linux-headers-" + _ARCH_SUFFIX.get(platform.machine(), "ARCH")
         raise RuntimeError(
             f"no kernel headers: {build} is missing, the kernel has no CONFIG_IKHEADERS, and no "
-            f"generic headers were found under {src_root} (install linux-headers-{_ARCH_SUFFIX.get(platform.machine(), 'ARCH')})"
+            f"generic headers were found under {src_root} (install {package})"
         )
     common, arch_dir = pairs[0]
     dest = Path(cache_dir) / "kernel-headers" / arch_dir.name

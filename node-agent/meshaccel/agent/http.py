@@ -31,7 +31,7 @@ class AgentHTTPServer:
         }
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 route = routes.get(self.path.split("?", 1)[0])
                 code, ctype, body = route() if route else (404, "text/plain", b"not found\n")
                 self.send_response(code)

@@ -43,10 +43,18 @@ class DatapathCollector(Collector):
         enrolled = GaugeMetricFamily("meshaccel_sockets_enrolled", "Sockets currently in the redirect map")
         enrolled.add_metric([], float(snap.sockets))
         yield enrolled
-        yield _counter("meshaccel_sockets_enrolled_total", "Sockets ever inserted into the redirect map", c[Counter.SOCKETS_ENROLLED])
+        yield _counter(
+            "meshaccel_sockets_enrolled_total",
+            "Sockets ever inserted into the redirect map",
+            c[Counter.SOCKETS_ENROLLED],
+        )
         yield _counter("meshaccel_pairs_total", "Connections whose two ends were paired", c[Counter.PAIRS])
-        yield _counter("meshaccel_redirected_messages_total", "sendmsg chunks redirected to the peer socket", c[Counter.REDIR_MSGS])
-        yield _counter("meshaccel_redirected_bytes_total", "Bytes redirected to the peer socket", c[Counter.REDIR_BYTES])
+        yield _counter(
+            "meshaccel_redirected_messages_total", "sendmsg chunks redirected to the peer socket", c[Counter.REDIR_MSGS]
+        )
+        yield _counter(
+            "meshaccel_redirected_bytes_total", "Bytes redirected to the peer socket", c[Counter.REDIR_BYTES]
+        )
         passed = CounterMetricFamily(
             "meshaccel_passed_messages",
             "Messages of enrolled sockets sent through the kernel stack, by reason",

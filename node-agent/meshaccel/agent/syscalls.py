@@ -91,7 +91,7 @@ class RawMap:
         self.key_size = key_size
         self.value_size = value_size
 
-    def keys(self) -> Iterator[bytes]:
+    def iter_keys(self) -> Iterator[bytes]:
         key = ct.create_string_buffer(self.key_size)
         prev: ct.Array[ct.c_char] | None = None
         while True:
@@ -124,7 +124,8 @@ class RawMap:
 
 def possible_cpus() -> int:
     """Number of possible CPUs: the stride of per-CPU map values."""
-    text = open("/sys/devices/system/cpu/possible").read().strip()
+    with open("/sys/devices/system/cpu/possible") as f:
+        text = f.read().strip()
     count = 0
     for part in text.split(","):
         lo, _, hi = part.partition("-")

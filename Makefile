@@ -1,0 +1,33 @@
+# meshaccel: the two commands of the README, and the pieces they are made of.
+# Everything runs as root on a Debian 12 host (BPF, network namespaces, apt).
+
+PY := .venv/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test setup lint unit bpf clean-host
+
+## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
+demo: setup
+	$(PY) -m meshaccel.cli demo
+
+## test: install what is needed, then lint, type-check and run every test tier
+test: setup lint
+	$(PY) -m pytest -p no:cacheprovider tests
+
+setup:
+	bash scripts/setup.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy common node-agent operator tests
+
+unit: setup
+	$(PY) -m pytest -p no:cacheprovider -m unit tests
+
+bpf: setup
+	$(PY) -m pytest -p no:cacheprovider -m bpf tests
+
+## clean-host: uninstall a datapath left behind (detach, unpin when drained)
+clean-host: setup
+	$(PY) -m meshaccel.cli agent --cleanup
