@@ -168,7 +168,7 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 	struct bpf_sock *sk = skops->sk;
 	struct ma_pair *pair;
 	struct ma_tuple t;
-	__u64 netns, prev;
+	__u64 netns, prev, state;
 	int err;
 
 	if (!sk || !ma_tuple_from_ops(skops, &t))
@@ -181,12 +181,13 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 	pair = ma_pairs.lookup(&origin);
 	if (!pair)
 		return;
-	if (pair->state == MA_PAIR_INTENT) {
+	state = pair->state;
+	if (state == MA_PAIR_INTENT) {
 		/* The client did not enrol (its namespace is not enrolled). */
 		ma_pairs.delete(&origin);
 		return;
 	}
-	if (pair->state != MA_PAIR_CLIENT_READY)
+	if (state != MA_PAIR_CLIENT_READY && state != MA_PAIR_NATIVE)
 		return;
 	if (pair->client_next_seq != skops->rcv_nxt ||
 	    pair->server_next_seq != skops->snd_una) {
@@ -197,6 +198,8 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 	}
 	/* From here on the pair is ours: every exit settles it. */
 	client = pair->client;
+	if (state == MA_PAIR_NATIVE)
+		goto settled_native; /* the client already sent via the stack */
 	ma_fill_key(&key, netns, &t);
 
 	if (!ma_netns_eligible(netns, &t) || skops->data_segs_in)
@@ -227,13 +230,14 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 		ma_count(MA_C_PAIRS, 1);
 		return;
 	}
-	/* The client's first bytes already went through the stack (NATIVE).
-	 * Nobody has redirected anything to either socket, so removing both
-	 * from the map loses nothing, and afterwards neither sits in a
-	 * sockhash while the stack delivers to it. */
-	ma_count(MA_C_PAIR_RACE_NATIVE, 1);
+	/* The client's first bytes went through the stack while we were
+	 * enrolling. Nobody has redirected anything to either socket, so
+	 * removing both from the map loses nothing, and afterwards neither
+	 * sits in a sockhash while the stack delivers to it. */
 	st->state = MA_SOCK_NATIVE;
 	ma_sockhash.delete(&key);
+settled_native:
+	ma_count(MA_C_PAIR_RACE_NATIVE, 1);
 	ma_sockhash.delete(&client);
 	ma_pairs.delete(&origin);
 	return;

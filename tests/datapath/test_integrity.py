@@ -108,3 +108,65 @@ def test_no_reorder_when_client_writes_before_server_reads(lab: Lab, agent) -> N
     settled = delta["meshaccel_pairs_total"] + delta["meshaccel_pairs_settled_native_total"]
     assert settled >= 3000 * 0.99, "every connection settles as paired or native"
     assert delta["meshaccel_pairs_total"] > 0
+
+
+def test_client_sending_before_server_enrols_settles_native(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
+    """Force the handshake race: the server drops half of the final handshake
+    ACKs, so those clients send their first bytes before the server side is
+    established. Those pairs must settle native (both sockets leave the map
+    before any redirect), the others pair, and every stream stays intact."""
+    a, b = lab.add_pod("a"), lab.add_pod("b")
+    b.sh(
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "9090",
+        "--tcp-flags",
+        "ALL",
+        "ACK",
+        "-m",
+        "connbytes",
+        "--connbytes",
+        "2:2",
+        "--connbytes-dir",
+        "original",
+        "--connbytes-mode",
+        "packets",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.5",
+        "-j",
+        "DROP",
+    )
+    serve(b, "sink", 9090, "--first-read-delay", "0.003")
+    agent.enrol([a, b])
+    delta = Delta(agent)
+    result = traffic(
+        a,
+        "many",
+        "--host",
+        b.ip,
+        "--port",
+        "9090",
+        "--count",
+        "400",
+        "--concurrency",
+        "16",
+        "--bytes",
+        "49152",
+        "--writes",
+        "12",
+    )
+    assert result["ok"], result
+    native = delta["meshaccel_pairs_settled_native_total"]
+    paired = delta["meshaccel_pairs_total"]
+    assert native > 0 and paired > 0, (native, paired)
+    assert native + paired >= 400 * 0.99
+    # A socket of a native pair never stays in the map.
+    assert agent.metric("meshaccel_sockets_enrolled") == 0

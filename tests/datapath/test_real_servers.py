@@ -68,7 +68,6 @@ def test_nginx_with_curl_and_wrk(sidecars: bool, lab: Lab, agent) -> None:  # ty
     assert requests > 100, report
     assert "Socket errors" not in report and "Non-2xx" not in report, report
     assert delta["meshaccel_pairs_total"] >= 16
-    assert delta["meshaccel_passed_messages_total{reason=native}"] == 0
 
 
 def test_redis_benchmark_and_values(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,15 @@ def test_good_config() -> None:
     assert cfg.endpoints[1].excluded_ports == ()
 
 
+def test_shipped_example_is_valid() -> None:
+    from pathlib import Path
+
+    from meshaccel.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "standalone.yaml"
+    assert [e.name for e in load_config(example).endpoints] == ["frontend", "backend"]
+
+
 def test_empty_file_means_nothing_enrolled() -> None:
     assert parse_config("").endpoints == ()
 
