@@ -10,21 +10,23 @@ import sys
 import pytest
 
 from meshaccel.lab.topology import Lab, Pod
-from tests.datapath.conftest import Delta, build_shape, serve, traffic
+from tests.datapath.conftest import SHAPES, Delta, build_shape, serve, traffic
 
 ASYNC_PORT = 8090
 
 
-@pytest.mark.parametrize("shape_name", ["direct", "sidecar_to_sidecar"])
+@pytest.mark.parametrize("shape_name", SHAPES)
 def test_asyncio_echo_never_stalls(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     serve(shape.server, "aecho", ASYNC_PORT)
+    if shape_name == "clusterip":
+        lab.add_service(shape.host, ASYNC_PORT, shape.server, ASYNC_PORT)
     delta = Delta(agent)
     result = traffic(
         shape.client,
         "aclients",
         "--host",
-        shape.server.ip,
+        shape.host,
         "--port",
         str(ASYNC_PORT),
         "--conns",
