@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _agent_parser(sub)
     demo = sub.add_parser("demo", help="host demo: pods in network namespaces, with and without acceleration")
-    demo.add_argument("--seconds", type=int, default=3, help="sockperf run time per path and configuration")
+    demo.add_argument("--seconds", type=int, default=2, help="sockperf run time per measurement")
+    demo.add_argument("--rounds", type=int, default=3, help="interleaved rounds of kernel TCP and meshaccel")
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", "info")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_agent(args)
     from meshaccel.lab.demo import run_demo
 
-    return run_demo(args.seconds)
+    return run_demo(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
