@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -148,17 +149,21 @@ class PinRoot:
         cur.path.rename(self.path / f"{RETIRED_PREFIX}{time.time_ns()}")
         log.info("previous datapath retired; its connections keep running on it")
 
-    def release_drained(self) -> int:
-        """Unpin retired generations that no longer carry any connection."""
-        released = 0
+    def release_drained(self) -> list[list[int]]:
+        """Unpin retired generations that no longer carry any connection.
+
+        Returns the final counters of each released generation, so callers
+        can keep their totals monotonic.
+        """
+        released = []
         for gen in self.retired():
             try:
                 if gen.sockhash_keys():
                     continue
+                released.append(gen.counters())
             except OSError:
                 pass  # incomplete generation (crash during pinning): nothing to protect
             gen.unpin()
-            released += 1
         return released
 
 
@@ -174,6 +179,10 @@ class Datapath:
         self.load_seconds = 0.0
         self._bpf = None
         self._maps: dict[str, sc.RawMap] = {}
+        self._released_totals = [0] * COUNTER_SLOTS
+        # Scrapes (HTTP threads) and housekeeping (main loop) both touch the
+        # generations; one lock keeps a released generation counted once.
+        self._lock = threading.Lock()
         self.attached = False
 
     # -- start-up -----------------------------------------------------
@@ -269,14 +278,16 @@ class Datapath:
     # -- observation --------------------------------------------------
 
     def counters(self) -> dict[Counter, int]:
-        """Counters summed over CPUs and over every pinned generation."""
-        totals = [0] * COUNTER_SLOTS
-        for gen in self.pins.generations():
-            try:
-                for i, v in enumerate(gen.counters()):
-                    totals[i] += v
-            except OSError:
-                continue
+        """Counters summed over CPUs and over every generation this process
+        has seen, including retired ones it already released."""
+        with self._lock:
+            totals = list(self._released_totals)
+            for gen in self.pins.generations():
+                try:
+                    for i, v in enumerate(gen.counters()):
+                        totals[i] += v
+                except OSError:
+                    continue
         return {c: totals[c] for c in Counter}
 
     def enrolled_sockets(self) -> Iterator[SockKey]:
@@ -287,9 +298,12 @@ class Datapath:
                 continue
 
     def housekeeping(self) -> None:
-        released = self.pins.release_drained()
+        with self._lock:
+            released = self.pins.release_drained()
+            for final in released:
+                self._released_totals = [a + b for a, b in zip(self._released_totals, final, strict=True)]
         if released:
-            log.info("released %d drained datapath generation(s)", released)
+            log.info("released %d drained datapath generation(s)", len(released))
 
 
 @dataclass(frozen=True)
