@@ -11,6 +11,12 @@
 #define MA_SCHEMA_VERSION 1
 #endif
 
+/* Behaviour version of the programs; bumped (or overridden with -D) when a
+ * new agent must replace rather than adopt a pinned datapath. */
+#ifndef MA_PROGRAM_VERSION
+#define MA_PROGRAM_VERSION 1
+#endif
+
 /* Established sockets that can be redirected at once (two per connection). */
 #ifndef MA_SOCKHASH_ENTRIES
 #define MA_SOCKHASH_ENTRIES 65536

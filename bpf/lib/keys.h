@@ -77,6 +77,14 @@ struct ma_netns_info {
 	__u32 pad;
 };
 
+/* The schema marker pinned next to every generation (written by the agent
+ * once, read by the agent that finds the pins after a restart). */
+struct ma_meta {
+	__u32 schema_version; /* MA_SCHEMA_VERSION */
+	__u32 program_version; /* MA_PROGRAM_VERSION */
+	__u8 build_id[16];     /* hash of the exact source and -D flags */
+};
+
 /* A port of an enrolled namespace that must never be accelerated. */
 struct ma_port_key {
 	__u64 netns;

@@ -14,6 +14,8 @@
  *  ma_excl_ports desired enrolment: written only by the agent's reconcile,
  *                read by sockops.
  *  ma_counters   written by both programs, read by the agent.
+ *  ma_meta       schema marker: written by the agent that created the
+ *                generation, read by later agents deciding adopt/replace.
  *
  * Names stay under 15 characters: the kernel truncates longer map names. */
 #ifndef MESHACCEL_MAPS_H
@@ -28,5 +30,6 @@ BPF_SK_STORAGE(ma_sock_state, struct ma_sock_state_val);
 BPF_HASH(ma_netns, __u64, struct ma_netns_info, MA_NETNS_ENTRIES);
 BPF_HASH(ma_endpoints, __u32, __u64, MA_ENDPOINT_ENTRIES);
 BPF_HASH(ma_excl_ports, struct ma_port_key, __u8, MA_EXCLUDED_PORT_ENTRIES);
+BPF_ARRAY(ma_meta, struct ma_meta, 1);
 
 #endif

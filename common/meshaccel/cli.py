@@ -21,6 +21,13 @@ def _agent_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where fallback kernel headers are merged")
     p.add_argument("--sockhash-entries", type=int, default=65536, help="max accelerated sockets")
     p.add_argument("--pairs-entries", type=int, default=65536, help="max handshakes tracked at once")
+    p.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="extra compile-time define for the BPF programs (development and upgrade tests)",
+    )
     p.add_argument("--wait", type=float, default=10.0, help="cleanup: seconds to wait for live connections")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -52,7 +59,12 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     ensure_bpffs(args.bpffs)
     sizes = MapSizes(sockhash_entries=args.sockhash_entries, pairs_entries=args.pairs_entries)
-    datapath = Datapath(args.bpffs, cgroup, args.cache_dir, BuildOptions(sizes=sizes))
+    try:
+        defines = tuple((name, int(value)) for name, _, value in (d.partition("=") for d in args.define))
+    except ValueError:
+        print(f"meshaccel: --define takes NAME=INT, got {args.define}", file=sys.stderr)
+        return 2
+    datapath = Datapath(args.bpffs, cgroup, args.cache_dir, BuildOptions(sizes=sizes, extra_defines=defines))
     StandaloneAgent(datapath, args.config, args.metrics_address).run()
     return 0
 

@@ -45,16 +45,9 @@ class AgentProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        with open(self.log_path, "ab") as log:  # Popen keeps its own copy of the fd
-            self.proc = subprocess.Popen(
-                agent_command(
-                    "--standalone", "--config", str(self.config_path), "--metrics-address", f"127.0.0.1:{self.port}"
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def start(self, *extra_args: str, timeout: float = 60.0) -> None:
+        self.spawn(*extra_args)
+        assert self.proc is not None
         wait_for(self._ready_or_dead, timeout, "the agent to become ready")
         if self.proc.poll() is not None:
             raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
@@ -68,6 +61,31 @@ class AgentProcess:
                 return bool(r.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def spawn(self, *extra_args: str) -> subprocess.Popen[bytes]:
+        """Start without waiting (crash-loop tests kill it mid-start)."""
+        with open(self.log_path, "ab") as log:  # Popen keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                agent_command(
+                    "--standalone",
+                    "--config",
+                    str(self.config_path),
+                    "--metrics-address",
+                    f"127.0.0.1:{self.port}",
+                    *extra_args,
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a node problem would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
     def stop(self) -> None:
         """SIGTERM: the agent exits and leaves the datapath attached."""

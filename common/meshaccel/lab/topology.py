@@ -89,11 +89,13 @@ class Lab:
             self.close()
             raise
 
-    def add_pod(self, name: str) -> Pod:
+    def add_pod(self, name: str, ip: str | None = None) -> Pod:
+        """A pod with the next free address, or with @ip (address reuse tests)."""
         ns = f"{self.prefix}-{name}"
-        ip = f"{SUBNET}.{self._next_ip}"
-        host_if, pod_if = f"{self.prefix}{self._next_ip}h", f"{self.prefix}{self._next_ip}p"
+        index = self._next_ip
         self._next_ip += 1
+        ip = ip or f"{SUBNET}.{index}"
+        host_if, pod_if = f"{self.prefix}{index}h", f"{self.prefix}{index}p"
         sh("ip", "netns", "add", ns)
         pod = Pod(self, name, ns, ip)
         self.pods[name] = pod
@@ -107,6 +109,13 @@ class Lab:
         # Istio's inbound hop connects from 127.0.0.6.
         pod.sh("ip", "addr", "add", "127.0.0.6/8", "dev", "lo")
         return pod
+
+    def remove_pod(self, name: str) -> None:
+        """Delete a pod: its processes end and its namespace (and veth) go away."""
+        pod = self.pods.pop(name)
+        for proc in pod.processes:
+            stop_process(proc)
+        sh("ip", "netns", "del", pod.netns)
 
     def add_service(self, vip: str, port: int, target: Pod, target_port: int) -> None:
         """A ClusterIP: the DNAT kube-proxy writes, in the node namespace."""

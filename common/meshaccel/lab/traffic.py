@@ -229,6 +229,73 @@ async def _echo_clients(host: str, port: int, conns: int, rounds: int, stall: fl
     return {"ok": errors == 0 and worst < stall, "errors": errors, "worst_seconds": round(worst, 4)}
 
 
+async def _disrupt(host: str, port: int, duration: float, long: int, rate: float, stall: float) -> dict[str, object]:
+    """Cilium-style connection-disruption check, to run while a fault happens.
+
+    @long connections exchange random messages that the echo server returns
+    and that are compared byte for byte, for @duration seconds; meanwhile new
+    connections open at @rate per second, each doing one checked exchange.
+    Any error, mismatch, or gap of more than @stall seconds between two
+    successful exchanges of a long connection fails the run.
+    """
+    failures: list[str] = []
+    gaps: list[float] = []
+    counts = {"long_rounds": 0, "new_connections": 0}
+    deadline = time.monotonic() + duration
+
+    async def exchange(r: asyncio.StreamReader, w: asyncio.StreamWriter, rng: random.Random) -> None:
+        msg = os.urandom(rng.choice((1, 64, 1000, 4096, 65536, 200_000)))
+        w.write(msg)
+        await w.drain()
+        got = await asyncio.wait_for(r.readexactly(len(msg)), timeout=10)
+        if got != msg:
+            raise ValueError(f"echo mismatch on a {len(msg)}-byte message")
+
+    async def long_lived(i: int) -> None:
+        rng = random.Random(i)
+        try:
+            r, w = await asyncio.open_connection(host, port)
+            last = time.monotonic()
+            while time.monotonic() < deadline:
+                await exchange(r, w, rng)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+                counts["long_rounds"] += 1
+                await asyncio.sleep(0.005)
+            w.close()
+        except Exception as exc:  # every failure is a finding
+            failures.append(f"long {i}: {type(exc).__name__}: {exc}")
+
+    async def short_lived(i: int) -> None:
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=10)
+            await exchange(r, w, random.Random(10_000 + i))
+            w.close()
+            counts["new_connections"] += 1
+        except Exception as exc:
+            failures.append(f"new {i}: {type(exc).__name__}: {exc}")
+
+    async def opener() -> None:
+        tasks = []
+        i = 0
+        while time.monotonic() < deadline:
+            tasks.append(asyncio.create_task(short_lived(i)))
+            i += 1
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+
+    await asyncio.gather(opener(), *(long_lived(i) for i in range(long)))
+    worst = max(gaps, default=0.0)
+    return {
+        "ok": not failures and worst < stall and counts["long_rounds"] > 0,
+        "failures": failures[:5],
+        "failure_count": len(failures),
+        "max_gap_seconds": round(worst, 3),
+        **counts,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="meshaccel.lab.traffic")
     sub = p.add_subparsers(dest="mode", required=True)
@@ -254,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--conns", type=int, default=50)
     a.add_argument("--rounds", type=int, default=50)
     a.add_argument("--stall", type=float, default=1.0)
-    for s in (c, z, m, a):
+    d = sub.add_parser("disrupt")
+    d.add_argument("--duration", type=float, default=10.0)
+    d.add_argument("--long", type=int, default=8)
+    d.add_argument("--rate", type=float, default=20.0)
+    d.add_argument("--stall", type=float, default=1.0)
+    for s in (c, z, m, a, d):
         s.add_argument("--host", required=True)
         s.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
@@ -272,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         result = sizes(args.host, args.port, [int(x) for x in args.sizes.split(",")])
     elif args.mode == "many":
         result = many(args.host, args.port, args.count, args.concurrency, args.bytes, args.writes)
+    elif args.mode == "disrupt":
+        result = asyncio.run(_disrupt(args.host, args.port, args.duration, args.long, args.rate, args.stall))
     else:
         result = asyncio.run(_echo_clients(args.host, args.port, args.conns, args.rounds, args.stall))
     print(json.dumps(result), flush=True)

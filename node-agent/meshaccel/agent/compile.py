@@ -8,6 +8,7 @@ at the real file and line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class MapSizes:
 @dataclass(frozen=True)
 class BuildOptions:
     sizes: MapSizes = field(default_factory=MapSizes)
+    #: Extra -D NAME=VALUE (e.g. MA_PROGRAM_VERSION for upgrade tests).
     extra_defines: tuple[tuple[str, int], ...] = ()
 
     def cflags(self) -> list[str]:
@@ -81,6 +83,14 @@ def assemble_source(bpf_dir: Path, files: tuple[str, ...] = PROGRAM_FILES) -> st
         return "".join(out)
 
     return "".join(expand(bpf_dir / f) for f in files)
+
+
+def build_id(source: str, cflags: list[str]) -> bytes:
+    """16 bytes naming this exact program build: same id, same programs and maps."""
+    h = hashlib.sha256(source.encode())
+    for flag in cflags:
+        h.update(b"\0" + flag.encode())
+    return h.digest()[:16]
 
 
 def schema_version(bpf_dir: Path) -> int:

@@ -1,21 +1,30 @@
-"""Load, attach, pin and query the eBPF datapath.
+"""Load, adopt, attach, pin and query the eBPF datapath.
 
-Pins live under <bpffs>/meshaccel/. The running generation is `current/`.
-When an agent starts while a previous generation is pinned, it detaches the
-old sockops program (no new connection enrols there any more), renames the
-directory to `retired-<ns>/` and installs a fresh generation. Established
-connections keep their old sk_msg program and maps, which stay pinned until
-the old sockhash is empty; only then are they unpinned (housekeeping).
-Nothing here ever deletes a live socket's sockhash entry: that would purge
-bytes the receiver has not read yet.
+Pins live under <bpffs>/meshaccel/. The running generation is `current/`:
+both programs, every map, and `ma_meta`, a marker holding the schema version
+and a build id (hash of the exact source and -D flags).
 
-Detach before attach: while neither program is attached new connections
-simply stay on the kernel stack, which is always safe. Attaching the new one
-first would let both generations enrol the same socket.
+On start the agent *adopts* `current/` when its marker and the type, key,
+value and size of every pinned map match what this agent would build: it
+reuses the programs and maps as they are, so established connections and
+enrolment survive any restart (SIGTERM, SIGKILL, OOM, crash loop). Attaching
+is idempotent (the kernel answers EEXIST for a program already attached).
+
+Otherwise (an upgrade, or other map sizes) it *replaces* the generation: the
+old sockops program is detached first (no new connection enrols there; while
+neither is attached new connections simply stay on kernel TCP, which is
+always safe, whereas attaching the new one first would let two generations
+enrol the same socket), the directory is renamed `retired-<ns>/`, and a new
+generation is compiled, pinned and attached. Established connections keep
+their old sk_msg program and maps, which stay pinned until the old sockhash
+is empty and are unpinned then (housekeeping). Nothing here ever deletes a
+live socket's sockhash entry: that would purge bytes its reader has not
+consumed yet.
 """
 
 from __future__ import annotations
 
+import ctypes as ct
 import logging
 import os
 import shutil
@@ -32,9 +41,21 @@ from meshaccel.agent.compile import (
     BuildOptions,
     assemble_source,
     bpf_source_dir,
+    build_id,
+    schema_version,
 )
 from meshaccel.agent.headers import HeaderChoice, choose_headers
-from meshaccel.agent.layout import COUNTER_SLOTS, Counter, NetnsInfo, PortKey, SockKey, ip_to_be32
+from meshaccel.agent.layout import (
+    COUNTER_SLOTS,
+    Counter,
+    MapSpec,
+    Meta,
+    NetnsInfo,
+    PortKey,
+    SockKey,
+    expected_maps,
+    ip_to_be32,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +70,7 @@ MAP_NAMES = (
     "ma_endpoints",
     "ma_excl_ports",
     "ma_counters",
+    "ma_meta",
 )
 SOCKHASH_KEY = len(bytes(SockKey()))
 
@@ -82,11 +104,39 @@ class Generation:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _fd(self, name: str) -> int:
+    def fd(self, name: str) -> int:
         return sc.obj_get(str(self.path / name))
 
+    def meta(self) -> Meta:
+        fd = self.fd("ma_meta")
+        try:
+            raw = sc.RawMap(fd, 4, ct.sizeof(Meta)).lookup(_u32(0))
+        finally:
+            os.close(fd)
+        return Meta.from_buffer_copy(raw or bytes(ct.sizeof(Meta)))
+
+    def incompatibility(self, build: bytes, maps: dict[str, MapSpec]) -> str | None:
+        """Why this generation cannot be adopted, or None if it can."""
+        try:
+            meta = self.meta()
+            if bytes(meta.build_id) != build:
+                return f"build {bytes(meta.build_id).hex()[:12]} != {build.hex()[:12]}"
+            for name, want in maps.items():
+                fd = self.fd(name)
+                try:
+                    have = MapSpec(*sc.map_info(fd))
+                finally:
+                    os.close(fd)
+                if have != want:
+                    return f"map {name} is {have}, expected {want}"
+            for prog in PROG_PINS:
+                os.close(self.fd(prog))
+        except OSError as exc:
+            return f"incomplete generation: {exc}"
+        return None
+
     def sockhash_keys(self) -> list[SockKey]:
-        fd = self._fd("ma_sockhash")
+        fd = self.fd("ma_sockhash")
         try:
             m = sc.RawMap(fd, SOCKHASH_KEY, 4)
             return [SockKey.from_buffer_copy(k) for k in m.iter_keys()]
@@ -94,7 +144,7 @@ class Generation:
             os.close(fd)
 
     def counters(self) -> list[int]:
-        fd = self._fd("ma_counters")
+        fd = self.fd("ma_counters")
         ncpu = sc.possible_cpus()
         try:
             m = sc.RawMap(fd, 4, 8 * ncpu)
@@ -107,7 +157,7 @@ class Generation:
             os.close(fd)
 
     def detach_sockops(self, cgroup: str) -> bool:
-        prog = self._fd("sockops")
+        prog = self.fd("sockops")
         cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         try:
             return sc.prog_detach(prog, cg, sc.BPF_CGROUP_SOCK_OPS)
@@ -124,6 +174,11 @@ class PinRoot:
 
     def __init__(self, bpffs: str) -> None:
         self.path = Path(bpffs) / "meshaccel"
+
+    def clear_staging(self) -> None:
+        """Remove directories a crash left in the middle of pinning."""
+        for stale in self.path.glob("staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def current(self) -> Generation | None:
         p = self.path / CURRENT
@@ -177,7 +232,8 @@ class Datapath:
         self.options = options or BuildOptions()
         self.headers: HeaderChoice | None = None
         self.load_seconds = 0.0
-        self._bpf = None
+        self.build_id = b""
+        self.mode = ""
         self._maps: dict[str, sc.RawMap] = {}
         self._released_totals = [0] * COUNTER_SLOTS
         # Scrapes (HTTP threads) and housekeeping (main loop) both touch the
@@ -188,55 +244,93 @@ class Datapath:
     # -- start-up -----------------------------------------------------
 
     def start(self) -> None:
-        """Compile, load, pin and attach; retire any previous generation."""
-        from bcc import BPF  # imported late: only the datapath needs BCC
-
+        """Adopt the pinned generation if it is ours, else install a new one; attach."""
         t0 = time.monotonic()
         self.headers = choose_headers(self.cache_dir)
-        src_dir = bpf_source_dir()
-        self._bpf = bpf = BPF(text=assemble_source(src_dir), cflags=self.options.cflags())
-        sockops = bpf.load_func(SOCKOPS_FN.encode(), BPF.SOCK_OPS)
-        sk_msg = bpf.load_func(SK_MSG_FN.encode(), BPF.SK_MSG)
-        fds = {name: self._table_fd(name) for name in MAP_NAMES}
-        self._maps = {
-            "ma_netns": sc.RawMap(fds["ma_netns"], 8, len(bytes(NetnsInfo()))),
-            "ma_endpoints": sc.RawMap(fds["ma_endpoints"], 4, 8),
-            "ma_excl_ports": sc.RawMap(fds["ma_excl_ports"], len(bytes(PortKey())), 1),
-        }
-
+        source = assemble_source(bpf_source_dir())
+        cflags = self.options.cflags()
+        self.build_id = build_id(source, cflags)
         self.pins.path.mkdir(parents=True, exist_ok=True)
-        self.pins.retire_current(self.cgroup)
-        staging = self.pins.path / f"staging-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        for pin, fn in (("sockops", sockops), ("sk_msg", sk_msg)):
-            sc.obj_pin(fn.fd, str(staging / pin))
-        for name, fd in fds.items():
-            sc.obj_pin(fd, str(staging / name))
-        staging.rename(self.pins.path / CURRENT)
+        self.pins.clear_staging()
+        cur = self.pins.current()
+        problem = cur.incompatibility(self.build_id, self.expected_maps()) if cur else "nothing pinned"
+        if cur is not None and problem is None:
+            self.mode = "adopted"
+        else:
+            if cur is not None:
+                log.info("pinned datapath not reusable (%s): replacing it", problem)
+                self.pins.retire_current(self.cgroup)
+            self._install(source, cflags)
+            self.mode = "installed"
+        self._attach()
+        self.load_seconds = time.monotonic() - t0
+        log.info(
+            "datapath %s and attached to %s in %.2fs (headers: %s)",
+            self.mode,
+            self.cgroup,
+            self.load_seconds,
+            self.headers.source,
+        )
 
-        # sk_msg on the map first, so every socket the sockops program
-        # inserts gets the verdict program from its first message on.
-        sc.prog_attach(sk_msg.fd, fds["ma_sockhash"], sc.BPF_SK_MSG_VERDICT)
+    def expected_maps(self) -> dict[str, MapSpec]:
+        s = self.options.sizes
+        return expected_maps(
+            s.sockhash_entries, s.pairs_entries, s.netns_entries, s.endpoint_entries, s.excluded_port_entries
+        )
+
+    def _install(self, source: str, cflags: list[str]) -> None:
+        """Compile and load a new generation and pin it as `current/`."""
+        from bcc import BPF, libbcc  # imported late: only installing needs BCC and LLVM
+
+        bpf = BPF(text=source, cflags=cflags)
+        try:
+            progs = {
+                "sockops": bpf.load_func(SOCKOPS_FN.encode(), BPF.SOCK_OPS).fd,
+                "sk_msg": bpf.load_func(SK_MSG_FN.encode(), BPF.SK_MSG).fd,
+            }
+            maps = {name: int(libbcc.lib.bpf_table_fd(bpf.module, name.encode())) for name in MAP_NAMES}
+            meta = Meta(schema_version=schema_version(bpf_source_dir()), program_version=self._program_version())
+            meta.build_id[:] = list(self.build_id)
+            sc.RawMap(maps["ma_meta"], 4, ct.sizeof(Meta)).update(_u32(0), bytes(meta))
+            # Pin into a private directory and rename it into place: a
+            # crash never leaves a half-pinned `current/` behind.
+            staging = self.pins.path / f"staging-{os.getpid()}"
+            staging.mkdir()
+            for name, fd in {**progs, **maps}.items():
+                sc.obj_pin(fd, str(staging / name))
+            staging.rename(self.pins.path / CURRENT)
+        finally:
+            bpf.cleanup()  # the pins hold everything now; free LLVM's memory
+
+    def _program_version(self) -> int:
+        return int(dict(self.options.extra_defines).get("MA_PROGRAM_VERSION", 1))
+
+    def _attach(self) -> None:
+        gen = self.pins.current()
+        assert gen is not None
+        self._maps = {
+            "ma_netns": sc.RawMap(gen.fd("ma_netns"), 8, ct.sizeof(NetnsInfo)),
+            "ma_endpoints": sc.RawMap(gen.fd("ma_endpoints"), 4, 8),
+            "ma_excl_ports": sc.RawMap(gen.fd("ma_excl_ports"), ct.sizeof(PortKey), 1),
+        }
+        sk_msg, sockhash, sockops = gen.fd("sk_msg"), gen.fd("ma_sockhash"), gen.fd("sockops")
         cg = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            # ALLOW_MULTI: other products' sockops programs on this cgroup
-            # keep running, and ours does not block theirs.
-            sc.prog_attach(sockops.fd, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
+            # sk_msg on the map first, so every socket the sockops program
+            # inserts gets the verdict program from its first message on.
+            # Re-attaching the same program to the map is a no-op.
+            sc.prog_attach(sk_msg, sockhash, sc.BPF_SK_MSG_VERDICT)
+            # After a restart the program is usually attached already; the
+            # kernel rejects a second attachment of the same program, so ask.
+            prog_id, _ = sc.prog_id_and_name(sockops)
+            if prog_id not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
+                # ALLOW_MULTI: other products' sockops programs on this
+                # cgroup keep running and ours does not block theirs.
+                sc.prog_attach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
         finally:
-            os.close(cg)
+            for fd in (cg, sk_msg, sockhash, sockops):
+                os.close(fd)
         self.attached = True
-        self.load_seconds = time.monotonic() - t0
-        log.info("datapath attached to %s in %.2fs (headers: %s)", self.cgroup, self.load_seconds, self.headers.source)
-
-    def _table_fd(self, name: str) -> int:
-        from bcc import libbcc
-
-        assert self._bpf is not None
-        fd = int(libbcc.lib.bpf_table_fd(self._bpf.module, name.encode()))
-        if fd < 0:
-            raise RuntimeError(f"map {name} missing from the compiled module")
-        return fd
 
     # -- enrolment ----------------------------------------------------
 
@@ -306,6 +400,40 @@ class Datapath:
             log.info("released %d drained datapath generation(s)", len(released))
 
 
+# The kernel keeps 15 characters of a program name.
+SOCKOPS_KERNEL_NAME = SOCKOPS_FN[:15]
+
+
+def our_sockops_on(cgroup: str) -> list[int]:
+    """IDs of meshaccel sockops programs attached to @cgroup (any generation)."""
+    cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ours = []
+        for prog_id in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
+            try:
+                fd = sc.prog_fd_by_id(prog_id)
+            except OSError:
+                continue  # detached meanwhile
+            try:
+                if sc.prog_id_and_name(fd)[1] == SOCKOPS_KERNEL_NAME:
+                    ours.append(prog_id)
+            finally:
+                os.close(fd)
+        return ours
+    finally:
+        os.close(cg)
+
+
+def _detach_by_id(cgroup: str, prog_id: int) -> bool:
+    fd = sc.prog_fd_by_id(prog_id)
+    cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return sc.prog_detach(fd, cg, sc.BPF_CGROUP_SOCK_OPS)
+    finally:
+        os.close(cg)
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class CleanupReport:
     detached: int
@@ -323,13 +451,15 @@ def cleanup(bpffs: str, cgroup: str, wait_seconds: float = 0.0) -> CleanupReport
     finishes the job.
     """
     pins = PinRoot(bpffs)
-    gens = pins.generations()
-    if not pins.path.exists():
+    orphans = our_sockops_on(cgroup)
+    if not pins.path.exists() and not orphans:
         return CleanupReport(0, 0, 0, True)
     detached = 0
-    for gen in gens:
+    # Whatever of ours is attached, pinned or not (pins removed by hand, a
+    # generation from another bpffs mount): no new connection enrols.
+    for prog_id in orphans:
         try:
-            if gen.detach_sockops(cgroup):
+            if _detach_by_id(cgroup, prog_id):
                 detached += 1
         except OSError:
             pass
@@ -350,8 +480,7 @@ def cleanup(bpffs: str, cgroup: str, wait_seconds: float = 0.0) -> CleanupReport
         if live == 0 or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
-    for stale in pins.path.glob("staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    pins.clear_staging()
     if live == 0:
         shutil.rmtree(pins.path, ignore_errors=True)
     return CleanupReport(detached, unpinned, live, False)

@@ -11,6 +11,7 @@ import ctypes as ct
 import enum
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 
 class SockKey(ct.Structure):
@@ -69,3 +70,53 @@ def ip_to_be32(ip: str) -> int:
 
 def ip_from_be32(value: int) -> str:
     return socket.inet_ntoa(value.to_bytes(4, "little"))
+
+
+class OriginKey(ct.Structure):
+    _fields_ = [("netns", ct.c_uint64), ("ip4", ct.c_uint32), ("port", ct.c_uint32)]
+
+
+class Pair(ct.Structure):
+    _fields_ = [
+        ("state", ct.c_uint64),
+        ("client", SockKey),
+        ("server", SockKey),
+        ("client_next_seq", ct.c_uint32),
+        ("server_next_seq", ct.c_uint32),
+    ]
+
+
+class SockState(ct.Structure):
+    _fields_ = [("state", ct.c_uint64), ("origin", OriginKey), ("self_key", SockKey), ("peer", SockKey)]
+
+
+class Meta(ct.Structure):
+    _fields_ = [("schema_version", ct.c_uint32), ("program_version", ct.c_uint32), ("build_id", ct.c_uint8 * 16)]
+
+
+# enum bpf_map_type values (include/uapi/linux/bpf.h)
+MAP_HASH, MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_LRU_HASH, MAP_SOCKHASH, MAP_SK_STORAGE = 1, 2, 6, 9, 18, 24
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What a pinned map must look like to be reused."""
+
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+
+
+def expected_maps(sockhash: int, pairs: int, netns: int, endpoints: int, excluded_ports: int) -> dict[str, MapSpec]:
+    size = ct.sizeof
+    return {
+        "ma_sockhash": MapSpec(MAP_SOCKHASH, size(SockKey), 4, sockhash),
+        "ma_pairs": MapSpec(MAP_LRU_HASH, size(OriginKey), size(Pair), pairs),
+        "ma_sock_state": MapSpec(MAP_SK_STORAGE, 4, size(SockState), 0),
+        "ma_netns": MapSpec(MAP_HASH, 8, size(NetnsInfo), netns),
+        "ma_endpoints": MapSpec(MAP_HASH, 4, 8, endpoints),
+        "ma_excl_ports": MapSpec(MAP_HASH, size(PortKey), 1, excluded_ports),
+        "ma_counters": MapSpec(MAP_PERCPU_ARRAY, 4, 8, COUNTER_SLOTS),
+        "ma_meta": MapSpec(MAP_ARRAY, 4, size(Meta), 1),
+    }

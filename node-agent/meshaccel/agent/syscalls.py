@@ -46,6 +46,26 @@ def _bind() -> ct.CDLL:
 
 
 _lib: ct.CDLL | None = None
+_libbpf: ct.CDLL | None = None
+
+
+def libbpf() -> ct.CDLL:
+    """libbpf, for the object-info and query calls libbcc does not export."""
+    global _libbpf
+    if _libbpf is None:
+        lb = ct.CDLL("libbpf.so.1", use_errno=True)
+        lb.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+        lb.bpf_prog_query.argtypes = [
+            ct.c_int,
+            ct.c_int,
+            ct.c_uint32,
+            ct.POINTER(ct.c_uint32),
+            ct.POINTER(ct.c_uint32),
+            ct.POINTER(ct.c_uint32),
+        ]
+        lb.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
+        _libbpf = lb
+    return _libbpf
 
 
 def lib() -> ct.CDLL:
@@ -81,6 +101,38 @@ def prog_detach(prog_fd: int, target_fd: int, attach_type: int) -> bool:
         return False
     _check(ret, "detach program")
     return True
+
+
+def _info(fd: int) -> bytes:
+    buf = ct.create_string_buffer(256)
+    size = ct.c_uint32(len(buf))
+    _check(libbpf().bpf_obj_get_info_by_fd(fd, buf, ct.byref(size)), "object info")
+    return buf.raw
+
+
+def map_info(fd: int) -> tuple[int, int, int, int]:
+    """(type, key_size, value_size, max_entries) of a map."""
+    raw = _info(fd)
+    typ, _id, key, value, entries = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 20, 4))
+    return typ, key, value, entries
+
+
+def prog_id_and_name(fd: int) -> tuple[int, str]:
+    raw = _info(fd)
+    return int.from_bytes(raw[4:8], "little"), raw[64:80].split(b"\0", 1)[0].decode()
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return _check(libbpf().bpf_prog_get_fd_by_id(prog_id), f"open program {prog_id}")
+
+
+def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
+    """IDs of the programs attached to a cgroup (or map) for @attach_type."""
+    ids = (ct.c_uint32 * 64)()
+    count = ct.c_uint32(len(ids))
+    flags = ct.c_uint32(0)
+    _check(libbpf().bpf_prog_query(target_fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count)), "query")
+    return list(ids[: count.value])
 
 
 class RawMap:
