@@ -73,7 +73,7 @@ int meshaccel_sk_msg(struct sk_msg_md *msg)
 	state = st->state;
 	if (state == MA_SOCK_WAITING)
 		state = ma_settle(st);
-	if (state != MA_SOCK_PAIRED) {
+	if (state != MA_SOCK_PAIRED || MA_FAULT_NO_REDIRECT) {
 		ma_count(MA_C_PASS_NATIVE, 1);
 		ma_count(MA_C_PASS_NATIVE_BYTES, size);
 		return SK_PASS;

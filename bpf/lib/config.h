@@ -17,6 +17,12 @@
 #define MA_PROGRAM_VERSION 1
 #endif
 
+/* Fault injection for the agent's own tests: 1 makes sk_msg pass every
+ * message to the stack, which the kernel self-test must catch. */
+#ifndef MA_FAULT_NO_REDIRECT
+#define MA_FAULT_NO_REDIRECT 0
+#endif
+
 /* Established sockets that can be redirected at once (two per connection). */
 #ifndef MA_SOCKHASH_ENTRIES
 #define MA_SOCKHASH_ENTRIES 65536

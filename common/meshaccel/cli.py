@@ -21,12 +21,19 @@ def _agent_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where fallback kernel headers are merged")
     p.add_argument("--sockhash-entries", type=int, default=65536, help="max accelerated sockets")
     p.add_argument("--pairs-entries", type=int, default=65536, help="max handshakes tracked at once")
+    p.add_argument("--netns-entries", type=int, default=4096, help="max enrolled network namespaces")
+    p.add_argument("--endpoint-entries", type=int, default=16384, help="max enrolled IPv4 addresses")
     p.add_argument(
         "--define",
         action="append",
         default=[],
         metavar="NAME=INT",
         help="extra compile-time define for the BPF programs (development and upgrade tests)",
+    )
+    p.add_argument(
+        "--ignore-selftest",
+        action="store_true",
+        help="accelerate even if the kernel self-test fails (loud; for operators who know better)",
     )
     p.add_argument("--wait", type=float, default=10.0, help="cleanup: seconds to wait for live connections")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -37,8 +44,8 @@ def _run_agent(args: argparse.Namespace) -> int:
     from meshaccel.agent.datapath import Datapath, cleanup
     from meshaccel.agent.host import ensure_bpffs, find_cgroup2
 
-    cgroup = args.cgroup or find_cgroup2()
     if args.cleanup:
+        cgroup = args.cgroup or find_cgroup2()
         report = cleanup(args.bpffs, cgroup, args.wait)
         if report.nothing_installed:
             print("meshaccel: nothing installed, nothing to clean up")
@@ -57,15 +64,24 @@ def _run_agent(args: argparse.Namespace) -> int:
         return 2
     from meshaccel.agent.standalone import StandaloneAgent
 
+    try:
+        cgroup = args.cgroup or find_cgroup2()
+    except RuntimeError:
+        cgroup = "/nonexistent-cgroup2"  # the agent starts degraded (NoCgroup2) and says why
     ensure_bpffs(args.bpffs)
-    sizes = MapSizes(sockhash_entries=args.sockhash_entries, pairs_entries=args.pairs_entries)
+    sizes = MapSizes(
+        sockhash_entries=args.sockhash_entries,
+        pairs_entries=args.pairs_entries,
+        netns_entries=args.netns_entries,
+        endpoint_entries=args.endpoint_entries,
+    )
     try:
         defines = tuple((name, int(value)) for name, _, value in (d.partition("=") for d in args.define))
     except ValueError:
         print(f"meshaccel: --define takes NAME=INT, got {args.define}", file=sys.stderr)
         return 2
     datapath = Datapath(args.bpffs, cgroup, args.cache_dir, BuildOptions(sizes=sizes, extra_defines=defines))
-    StandaloneAgent(datapath, args.config, args.metrics_address).run()
+    StandaloneAgent(datapath, args.config, args.metrics_address, ignore_selftest=args.ignore_selftest).run()
     return 0
 
 

@@ -24,7 +24,9 @@ consumed yet.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
+import errno
 import logging
 import os
 import shutil
@@ -88,6 +90,7 @@ class DesiredNetns:
 class ReconcileResult:
     added: int
     removed: int
+    refused: int = 0  # namespaces left out because an enrolment map is full
 
 
 def _u64(value: int) -> bytes:
@@ -244,7 +247,17 @@ class Datapath:
     # -- start-up -----------------------------------------------------
 
     def start(self) -> None:
-        """Adopt the pinned generation if it is ours, else install a new one; attach."""
+        """prepare() and attach(), for callers that skip the self-test."""
+        self.prepare()
+        self.attach()
+
+    def prepare(self) -> None:
+        """Adopt the pinned generation if it is ours, else install a new one.
+
+        Afterwards the generation is pinned as `current/` and its sk_msg
+        program is on its sockhash; the sockops program is attached to the
+        cgroup only by attach() (it may already be, after a restart).
+        """
         t0 = time.monotonic()
         self.headers = choose_headers(self.cache_dir)
         source = assemble_source(bpf_source_dir())
@@ -262,15 +275,67 @@ class Datapath:
                 self.pins.retire_current(self.cgroup)
             self._install(source, cflags)
             self.mode = "installed"
-        self._attach()
+        self._open_current()
         self.load_seconds = time.monotonic() - t0
-        log.info(
-            "datapath %s and attached to %s in %.2fs (headers: %s)",
-            self.mode,
-            self.cgroup,
-            self.load_seconds,
-            self.headers.source,
-        )
+        log.info("datapath %s in %.2fs (headers: %s)", self.mode, self.load_seconds, self.headers.source)
+
+    def attach(self) -> None:
+        """Attach sockops to the cgroup unless it already is (after a restart)."""
+        with self._current_fds("sockops") as (sockops,):
+            cg = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                # The kernel rejects a second attachment of the same program,
+                # so ask first.
+                prog_id, _ = sc.prog_id_and_name(sockops)
+                if prog_id not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
+                    # ALLOW_MULTI: other products' sockops programs on this
+                    # cgroup keep running and ours does not block theirs.
+                    sc.prog_attach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
+            finally:
+                os.close(cg)
+        self.attached = True
+        log.info("datapath attached to %s", self.cgroup)
+
+    def detach(self) -> None:
+        """Stop enrolling new connections; established ones keep running."""
+        cur = self.pins.current()
+        if cur is not None:
+            cur.detach_sockops(self.cgroup)
+        self.attached = False
+
+    @contextlib.contextmanager
+    def _current_fds(self, *names: str) -> Iterator[tuple[int, ...]]:
+        gen = self.pins.current()
+        if gen is None:
+            raise RuntimeError("no datapath generation is pinned")
+        fds = tuple(gen.fd(n) for n in names)
+        try:
+            yield fds
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _open_current(self) -> None:
+        gen = self.pins.current()
+        assert gen is not None
+        self._maps = {
+            "ma_netns": sc.RawMap(gen.fd("ma_netns"), 8, ct.sizeof(NetnsInfo)),
+            "ma_endpoints": sc.RawMap(gen.fd("ma_endpoints"), 4, 8),
+            "ma_excl_ports": sc.RawMap(gen.fd("ma_excl_ports"), ct.sizeof(PortKey), 1),
+        }
+        # sk_msg on the map before anything can be inserted, so every socket
+        # gets the verdict program from its first message on. Re-attaching
+        # the same program to the map is a no-op.
+        with self._current_fds("sk_msg", "ma_sockhash") as (sk_msg, sockhash):
+            sc.prog_attach(sk_msg, sockhash, sc.BPF_SK_MSG_VERDICT)
+
+    def sockops_attached(self) -> bool:
+        with self._current_fds("sockops") as (sockops,):
+            prog_id, _ = sc.prog_id_and_name(sockops)
+        return prog_id in our_sockops_on(self.cgroup)
+
+    def netns_map(self) -> sc.RawMap:
+        return self._maps["ma_netns"]
 
     def expected_maps(self) -> dict[str, MapSpec]:
         s = self.options.sizes
@@ -305,69 +370,55 @@ class Datapath:
     def _program_version(self) -> int:
         return int(dict(self.options.extra_defines).get("MA_PROGRAM_VERSION", 1))
 
-    def _attach(self) -> None:
-        gen = self.pins.current()
-        assert gen is not None
-        self._maps = {
-            "ma_netns": sc.RawMap(gen.fd("ma_netns"), 8, ct.sizeof(NetnsInfo)),
-            "ma_endpoints": sc.RawMap(gen.fd("ma_endpoints"), 4, 8),
-            "ma_excl_ports": sc.RawMap(gen.fd("ma_excl_ports"), ct.sizeof(PortKey), 1),
-        }
-        sk_msg, sockhash, sockops = gen.fd("sk_msg"), gen.fd("ma_sockhash"), gen.fd("sockops")
-        cg = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            # sk_msg on the map first, so every socket the sockops program
-            # inserts gets the verdict program from its first message on.
-            # Re-attaching the same program to the map is a no-op.
-            sc.prog_attach(sk_msg, sockhash, sc.BPF_SK_MSG_VERDICT)
-            # After a restart the program is usually attached already; the
-            # kernel rejects a second attachment of the same program, so ask.
-            prog_id, _ = sc.prog_id_and_name(sockops)
-            if prog_id not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
-                # ALLOW_MULTI: other products' sockops programs on this
-                # cgroup keep running and ours does not block theirs.
-                sc.prog_attach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
-        finally:
-            for fd in (cg, sk_msg, sockhash, sockops):
-                os.close(fd)
-        self.attached = True
-
     # -- enrolment ----------------------------------------------------
 
     def reconcile(self, desired: Iterable[DesiredNetns]) -> ReconcileResult:
         """Make the enrolment maps equal to @desired; idempotent.
 
-        Additions go namespace first, then its addresses; removals the other
-        way round. Sockets already enrolled are never touched: removing an
-        endpoint only stops new connections from enrolling.
+        Stale entries go first (addresses, then namespaces, then ports), which
+        also frees room. Each namespace is then added ports first, namespace
+        next, addresses last, so a namespace is never enrolled without its
+        exclusions. When a map is full the namespace is left out (its
+        connections stay on kernel TCP) and counted in `refused`. Sockets
+        already enrolled are never touched: removing an endpoint only stops
+        new connections from enrolling.
         """
-        want_ns: dict[bytes, bytes] = {}
-        want_ep: dict[bytes, bytes] = {}
-        want_ports: dict[bytes, bytes] = {}
+        desired = list(desired)
+        wanted: dict[str, dict[bytes, bytes]] = {"ma_netns": {}, "ma_excl_ports": {}, "ma_endpoints": {}}
         for d in desired:
-            want_ns[_u64(d.cookie)] = bytes(NetnsInfo())
-            for ip in d.ips:
-                want_ep[_u32(ip_to_be32(ip))] = _u64(d.cookie)
-            for port in d.excluded_ports:
-                want_ports[bytes(PortKey(netns=d.cookie, port=port))] = b"\x01"
-        added = removed = 0
-        order = (
-            ("ma_netns", want_ns),
-            ("ma_excl_ports", want_ports),
-            ("ma_endpoints", want_ep),
-        )
-        for name, want in order:
+            for name, entries in self._entries(d).items():
+                wanted[name].update(entries)
+        removed = 0
+        for name in ("ma_endpoints", "ma_netns", "ma_excl_ports"):
             m = self._maps[name]
-            for key, value in want.items():
-                if m.lookup(key) != value:
-                    m.update(key, value)
-                    added += 1
-        for name, want in reversed(order):
-            m = self._maps[name]
-            for key in [k for k in m.iter_keys() if k not in want]:
-                if m.delete(key):
-                    removed += 1
-        return ReconcileResult(added, removed)
+            for key in [k for k in m.iter_keys() if k not in wanted[name]]:
+                removed += int(m.delete(key))
+        added = refused = 0
+        for d in desired:
+            try:
+                for name, entries in self._entries(d).items():
+                    m = self._maps[name]
+                    for key, value in entries.items():
+                        if m.lookup(key) != value:
+                            m.update(key, value)
+                            added += 1
+            except OSError as exc:
+                if exc.errno not in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
+                    raise
+                refused += 1
+                for name in ("ma_endpoints", "ma_netns"):
+                    for key in self._entries(d)[name]:
+                        self._maps[name].delete(key)
+        return ReconcileResult(added, removed, refused)
+
+    @staticmethod
+    def _entries(d: DesiredNetns) -> dict[str, dict[bytes, bytes]]:
+        """Map entries of one namespace, in the order they must be added."""
+        return {
+            "ma_excl_ports": {bytes(PortKey(netns=d.cookie, port=p)): b"\x01" for p in sorted(d.excluded_ports)},
+            "ma_netns": {_u64(d.cookie): bytes(NetnsInfo())},
+            "ma_endpoints": {_u32(ip_to_be32(ip)): _u64(d.cookie) for ip in sorted(d.ips)},
+        }
 
     # -- observation --------------------------------------------------
 

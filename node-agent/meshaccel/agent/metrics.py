@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,23 +27,39 @@ _REFUSAL_REASONS = {
 class DatapathCollector(Collector):
     """Reads the datapath on every scrape; no background polling."""
 
-    def __init__(self, source: Callable[[], DatapathSnapshot | None]) -> None:
+    def __init__(self, source: Callable[[], DatapathSnapshot]) -> None:
         self._source = source
 
     def collect(self) -> Iterator[Metric]:
         snap = self._source()
-        attached = GaugeMetricFamily("meshaccel_datapath_attached", "1 when the datapath programs are attached")
-        attached.add_metric([], 1.0 if snap and snap.attached else 0.0)
-        yield attached
-        endpoints = GaugeMetricFamily("meshaccel_endpoints_enrolled", "Network namespaces enrolled for acceleration")
-        endpoints.add_metric([], float(snap.endpoints if snap else 0))
-        yield endpoints
-        if snap is None:
+        yield _gauge("meshaccel_datapath_attached", "1 when the datapath programs are attached", snap.attached)
+        yield _gauge("meshaccel_endpoints_enrolled", "Network namespaces enrolled for acceleration", snap.endpoints)
+        yield _gauge(
+            "meshaccel_endpoints_refused",
+            "Endpoints left on kernel TCP because an enrolment map is full",
+            snap.endpoints_refused,
+        )
+        degraded = GaugeMetricFamily(
+            "meshaccel_degraded", "1 while acceleration is off for the given reason", labels=["reason"]
+        )
+        if snap.degraded_reason:
+            degraded.add_metric([snap.degraded_reason], 1.0)
+        yield degraded
+        selftest = GaugeMetricFamily(
+            "meshaccel_selftest_passed", "Kernel self-test results (1 passed)", labels=["check"]
+        )
+        for check, ok in sorted(snap.selftest.items()):
+            selftest.add_metric([check], 1.0 if ok else 0.0)
+        yield selftest
+        yield _gauge(
+            "meshaccel_selftest_overridden",
+            "1 when running despite a failed self-test (--ignore-selftest)",
+            snap.overridden,
+        )
+        if snap.counters is None:
             return
         c = snap.counters
-        enrolled = GaugeMetricFamily("meshaccel_sockets_enrolled", "Sockets currently in the redirect map")
-        enrolled.add_metric([], float(snap.sockets))
-        yield enrolled
+        yield _gauge("meshaccel_sockets_enrolled", "Sockets currently in the redirect map", snap.sockets)
         yield _counter(
             "meshaccel_sockets_enrolled_total",
             "Sockets ever inserted into the redirect map",
@@ -74,9 +91,15 @@ class DatapathCollector(Collector):
             "Pairs left on the kernel stack because the client sent before the server enrolled",
             c[Counter.PAIR_RACE_NATIVE],
         )
-        load = GaugeMetricFamily("meshaccel_datapath_load_seconds", "Time to compile, load and attach the datapath")
-        load.add_metric([], snap.load_seconds)
-        yield load
+        yield _gauge(
+            "meshaccel_datapath_load_seconds", "Time to adopt or compile and load the datapath", snap.load_seconds
+        )
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    m = GaugeMetricFamily(name, doc)
+    m.add_metric([], float(value))
+    return m
 
 
 def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
@@ -85,12 +108,14 @@ def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
     return m
 
 
+@dataclass
 class DatapathSnapshot:
-    def __init__(
-        self, attached: bool, endpoints: int, sockets: int, counters: dict[Counter, int], load_seconds: float
-    ) -> None:
-        self.attached = attached
-        self.endpoints = endpoints
-        self.sockets = sockets
-        self.counters = counters
-        self.load_seconds = load_seconds
+    attached: bool = False
+    endpoints: int = 0
+    endpoints_refused: int = 0
+    degraded_reason: str = ""
+    selftest: dict[str, bool] = field(default_factory=dict)
+    overridden: bool = False
+    sockets: int = 0
+    counters: dict[Counter, int] | None = None
+    load_seconds: float = 0.0

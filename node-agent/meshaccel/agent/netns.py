@@ -8,6 +8,8 @@ import threading
 
 from meshaccel.agent.syscalls import CLONE_NEWNET, SO_NETNS_COOKIE, setns
 
+__all__ = ["SO_NETNS_COOKIE", "netns_cookie"]
+
 
 def netns_cookie(path: str) -> int:
     """The netns cookie of the namespace at @path (bpf_get_netns_cookie()).

@@ -11,10 +11,12 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from meshaccel.agent.bringup import DatapathHealth, bring_up
 from meshaccel.agent.datapath import Datapath, DesiredNetns
 from meshaccel.agent.http import AgentHTTPServer
 from meshaccel.agent.metrics import DatapathCollector, DatapathSnapshot
@@ -31,6 +33,7 @@ class AgentState:
     last_reconcile_ok: bool = False
     last_error: str = ""
     endpoints: int = 0
+    refused: int = 0
     config_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,10 +56,20 @@ def resolve(config: EnrolmentConfig) -> tuple[list[DesiredNetns], list[str]]:
 
 
 class StandaloneAgent:
-    def __init__(self, datapath: Datapath, config_path: str, metrics_address: str, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        datapath: Datapath,
+        config_path: str,
+        metrics_address: str,
+        poll_seconds: float = 1.0,
+        ignore_selftest: bool = False,
+    ) -> None:
         self.datapath = datapath
         self.config_path = config_path
         self.poll_seconds = poll_seconds
+        self.ignore_selftest = ignore_selftest
+        self.health = DatapathHealth()
+        self._heartbeat = time.monotonic()
         self.state = AgentState()
         self._stop = threading.Event()
         self._stamp: tuple[float, int] | None = None
@@ -64,19 +77,32 @@ class StandaloneAgent:
         registry.register(DatapathCollector(self.snapshot))
         self.http = AgentHTTPServer(metrics_address, registry, self.healthy, self.ready)
 
-    def snapshot(self) -> DatapathSnapshot | None:
-        if not self.datapath.attached:
-            return None
-        sockets = sum(1 for _ in self.datapath.enrolled_sockets())
-        return DatapathSnapshot(
-            True, self.state.endpoints, sockets, self.datapath.counters(), self.datapath.load_seconds
+    def snapshot(self) -> DatapathSnapshot:
+        snap = DatapathSnapshot(
+            attached=self.health.attached,
+            endpoints=self.state.endpoints,
+            endpoints_refused=self.state.refused,
+            degraded_reason=self.health.degraded_reason,
+            selftest=dict(self.health.selftest.passed),
+            overridden=self.health.overridden,
         )
+        if self.datapath.pins.current() is not None:
+            snap.sockets = sum(1 for _ in self.datapath.enrolled_sockets())
+            snap.counters = self.datapath.counters()
+            snap.load_seconds = self.datapath.load_seconds
+        return snap
 
     def healthy(self) -> tuple[bool, str]:
+        # Fails only when the main loop stopped making progress.
+        stalled = time.monotonic() - self._heartbeat
+        if stalled > 30 * self.poll_seconds + 30:
+            return False, f"main loop stalled for {stalled:.0f}s"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
-        if not self.datapath.attached:
+        if self.health.degraded_reason:
+            return False, f"degraded: {self.health.degraded_reason}: {self.health.message}"
+        if not self.health.attached:
             return False, "datapath not attached"
         if not self.state.last_reconcile_ok:
             return False, f"last reconcile failed: {self.state.last_error or 'not yet run'}"
@@ -114,7 +140,10 @@ class StandaloneAgent:
             return
         self.state.last_reconcile_ok = True
         self.state.last_error = ""
-        self.state.endpoints = len(desired)
+        self.state.endpoints = len(desired) - result.refused
+        self.state.refused = result.refused
+        if result.refused:
+            log.warning("%d endpoint(s) not enrolled: an enrolment map is full (raise its size)", result.refused)
         log.log(
             logging.INFO if result.added or result.removed else logging.DEBUG,
             "enrolment applied: %d endpoint(s), %d map entries added, %d removed",
@@ -124,19 +153,24 @@ class StandaloneAgent:
         )
 
     def run(self) -> None:
-        self.datapath.start()
-        self.http.start()
-        log.info("serving /metrics /healthz /readyz on port %d", self.http.port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
+        self.http.start()
+        log.info("serving /metrics /healthz /readyz on port %d", self.http.port)
+        self.health = bring_up(self.datapath, self.ignore_selftest)
         ticks = 0
         while not self._stop.is_set():
-            self.reload_if_changed()
+            self._heartbeat = time.monotonic()
+            if self.health.attached:
+                self.reload_if_changed()
             ticks += 1
             if ticks % 10 == 0:
                 # A missing netns may appear later (pod started): retry.
                 self._stamp = None
-                self.datapath.housekeeping()
+                if self.datapath.pins.current() is not None:
+                    self.datapath.housekeeping()
+                if self.health.overridden:
+                    log.warning("running with a FAILED kernel self-test (--ignore-selftest)")
             self._stop.wait(self.poll_seconds)
         self.http.stop()
         log.info("stopping; the datapath stays attached (run `meshaccel agent --cleanup` to uninstall)")
