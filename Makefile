@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test setup lint unit bpf clean-host
+.PHONY: demo test setup lint unit bpf bench bench-quick clean-host
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
@@ -20,13 +20,22 @@ setup:
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy common node-agent operator tests
+	.venv/bin/mypy common node-agent operator tests bench
 
 unit: setup
 	$(PY) -m pytest -p no:cacheprovider -m unit tests
 
 bpf: setup
 	$(PY) -m pytest -p no:cacheprovider -m bpf tests
+
+## bench: kernel TCP vs meshaccel vs AF_UNIX floor, all workloads (< 20 min);
+## writes bench/results/latest.{json,md} and PNG plots
+bench: setup
+	$(PY) -m bench.run
+
+## bench-quick: the same with fewer and shorter repetitions (< 5 min)
+bench-quick: setup
+	$(PY) -m bench.run --quick
 
 ## clean-host: uninstall a datapath left behind (detach, unpin when drained)
 clean-host: setup

@@ -41,8 +41,14 @@ static __always_inline int ma_port_excluded(__u64 netns, __u32 port)
 
 static __always_inline int ma_netns_eligible(__u64 netns, struct ma_tuple *t)
 {
-	if (!ma_netns.lookup(&netns))
+	struct ma_netns_info *info = ma_netns.lookup(&netns);
+
+	if (!info)
 		return 0;
+	/* Most namespaces exclude nothing: skip two hash lookups on every
+	 * connection-setup callback (short connections pay for each). */
+	if (!(info->flags & MA_NETNS_F_EXCLUSIONS))
+		return 1;
 	return !ma_port_excluded(netns, t->local_port) &&
 	       !ma_port_excluded(netns, t->remote_port);
 }

@@ -17,7 +17,7 @@ fi
 PACKAGES=(
   python3-bpfcc linux-headers-amd64 python3-venv
   iproute2 iptables util-linux procps
-  haproxy nginx-light redis-server redis-tools wrk sockperf iperf3 curl
+  haproxy nginx-light redis-server redis-tools wrk sockperf iperf3 curl gcc
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -44,7 +44,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 echo "setup.sh: ready (.venv, $(.venv/bin/python -c 'import bcc, sys; print("bcc ok, python", sys.version.split()[0])'))"

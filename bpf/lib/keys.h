@@ -72,8 +72,10 @@ struct ma_sock_state_val {
 };
 
 /* Per enrolled network namespace. */
+#define MA_NETNS_F_EXCLUSIONS 1 /* has entries in ma_excl_ports */
+
 struct ma_netns_info {
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* MA_NETNS_F_* */
 	__u32 pad;
 };
 

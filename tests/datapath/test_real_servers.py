@@ -9,44 +9,10 @@ import re
 
 import pytest
 
+from meshaccel.lab.servers import start_nginx, start_redis
 from meshaccel.lab.sidecar import add_sidecar
-from meshaccel.lab.topology import Lab, Pod, wait_for
+from meshaccel.lab.topology import Lab
 from tests.datapath.conftest import Delta
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 8080;
-        root {root}/www;
-    }}
-}}
-"""
-
-
-def start_nginx(pod: Pod, lab: Lab) -> bytes:
-    root = f"/tmp/{lab.prefix}-nginx"
-    os.makedirs(f"{root}/www", exist_ok=True)
-    lab.track_dir(root)
-    body = os.urandom(3 * 1024 * 1024 + 17)
-    with open(f"{root}/www/blob", "wb") as f:
-        f.write(body)
-    with open(f"{root}/www/index.html", "w") as f:
-        f.write("hello from nginx\n")
-    conf = lab.write_file("nginx.conf", NGINX_CONF.format(root=root))
-    pod.spawn(["nginx", "-c", str(conf)])
-    wait_for(lambda: ":8080 " in pod.sh("ss", "-Hltn"), what="nginx")
-    return body
 
 
 @pytest.mark.parametrize("sidecars", [False, True], ids=["direct", "sidecar_to_sidecar"])
@@ -55,7 +21,8 @@ def test_nginx_with_curl_and_wrk(sidecars: bool, lab: Lab, agent) -> None:  # ty
     if sidecars:
         add_sidecar(a)
         add_sidecar(b)
-    body = start_nginx(b, lab)
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    start_nginx(b, lab, {"blob": body, "index.html": b"hello from nginx\n"})
     agent.enrol([a, b])
     delta = Delta(agent)
     out = lab.write_file("blob.out", "")
@@ -72,24 +39,7 @@ def test_nginx_with_curl_and_wrk(sidecars: bool, lab: Lab, agent) -> None:  # ty
 
 def test_redis_benchmark_and_values(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     a, b = lab.add_pod("a"), lab.add_pod("b")
-    b.spawn(
-        [
-            "redis-server",
-            "--port",
-            "6379",
-            "--bind",
-            "0.0.0.0",
-            "--protected-mode",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/tmp",
-        ]
-    )
-    wait_for(lambda: ":6379 " in b.sh("ss", "-Hltn"), what="redis")
+    start_redis(b)
     agent.enrol([a, b])
     delta = Delta(agent)
     report = a.sh("redis-benchmark", "-h", b.ip, "-p", "6379", "-n", "20000", "-c", "20", "-t", "set,get", "-q")

@@ -10,7 +10,7 @@ import pytest
 from meshaccel.agent.datapath import PinRoot
 from meshaccel.lab.sidecar import INBOUND_PORT, OUTBOUND_PORT
 from meshaccel.lab.topology import Lab, wait_for
-from tests.datapath.conftest import SHAPES, SINK_PORT, Delta, Shape, build_shape, traffic
+from tests.datapath.conftest import SHAPES, SINK_PORT, Delta, Shape, build_shape, serve, traffic
 
 MiB = 1 << 20
 
@@ -97,3 +97,20 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     # Every hop carried the whole stream through the redirect.
     assert delta["meshaccel_redirected_bytes_total"] >= shape.hops * 64 * MiB
     assert delta["meshaccel_passed_messages_total{reason=native}"] == 0
+
+
+def test_excluded_ports_are_never_accelerated(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
+    a, b = lab.add_pod("a"), lab.add_pod("b")
+    serve(b, "sink", 8080)
+    serve(b, "sink", 8082)
+    agent.enrol([a], excluded_ports=[])
+    agent.enrol([b], excluded_ports=[8080])  # the server side excludes 8080
+    delta = Delta(agent)
+    assert traffic(a, "stream", "--host", b.ip, "--port", "8080", "--bytes", str(4 * MiB))["ok"]
+    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0
+    assert traffic(a, "stream", "--host", b.ip, "--port", "8082", "--bytes", str(4 * MiB))["ok"]
+    assert delta["meshaccel_pairs_total"] == 1
+    agent.enrol([a], excluded_ports=[8082])  # now the client side excludes 8082
+    delta = Delta(agent)
+    assert traffic(a, "stream", "--host", b.ip, "--port", "8082", "--bytes", str(4 * MiB))["ok"]
+    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0

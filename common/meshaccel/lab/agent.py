@@ -129,10 +129,18 @@ class AgentProcess:
         os.replace(tmp, self.config_path)
 
     def _apply(self, wait: bool) -> None:
+        before = self.metric("meshaccel_reconciles_total") if wait and self.proc is not None else 0.0
         self._write()
         if wait and self.proc is not None:
             want = len(self._endpoints)
-            wait_for(lambda: self.metric("meshaccel_endpoints_enrolled") == want, 15, f"{want} endpoints enrolled")
+            wait_for(
+                lambda: (
+                    self.metric("meshaccel_reconciles_total") > before
+                    and self.metric("meshaccel_endpoints_enrolled") == want
+                ),
+                15,
+                f"the agent to apply {want} endpoints",
+            )
 
     # -- observation --------------------------------------------------
 

@@ -49,6 +49,7 @@ from meshaccel.agent.compile import (
 from meshaccel.agent.headers import HeaderChoice, choose_headers
 from meshaccel.agent.layout import (
     COUNTER_SLOTS,
+    NETNS_F_EXCLUSIONS,
     Counter,
     MapSpec,
     Meta,
@@ -416,7 +417,7 @@ class Datapath:
         """Map entries of one namespace, in the order they must be added."""
         return {
             "ma_excl_ports": {bytes(PortKey(netns=d.cookie, port=p)): b"\x01" for p in sorted(d.excluded_ports)},
-            "ma_netns": {_u64(d.cookie): bytes(NetnsInfo())},
+            "ma_netns": {_u64(d.cookie): bytes(NetnsInfo(flags=NETNS_F_EXCLUSIONS if d.excluded_ports else 0))},
             "ma_endpoints": {_u32(ip_to_be32(ip)): _u64(d.cookie) for ip in sorted(d.ips)},
         }
 

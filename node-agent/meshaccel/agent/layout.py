@@ -33,6 +33,9 @@ class SockKey(ct.Structure):
         )
 
 
+NETNS_F_EXCLUSIONS = 1  # MA_NETNS_F_EXCLUSIONS in keys.h
+
+
 class NetnsInfo(ct.Structure):
     _fields_ = [("flags", ct.c_uint32), ("pad", ct.c_uint32)]
 

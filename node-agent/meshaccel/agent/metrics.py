@@ -39,6 +39,7 @@ class DatapathCollector(Collector):
             "Endpoints left on kernel TCP because an enrolment map is full",
             snap.endpoints_refused,
         )
+        yield _counter("meshaccel_reconciles_total", "Successful reconciles of the enrolment maps", snap.reconciles)
         degraded = GaugeMetricFamily(
             "meshaccel_degraded", "1 while acceleration is off for the given reason", labels=["reason"]
         )
@@ -113,6 +114,7 @@ class DatapathSnapshot:
     attached: bool = False
     endpoints: int = 0
     endpoints_refused: int = 0
+    reconciles: int = 0
     degraded_reason: str = ""
     selftest: dict[str, bool] = field(default_factory=dict)
     overridden: bool = False

@@ -34,6 +34,7 @@ class AgentState:
     last_error: str = ""
     endpoints: int = 0
     refused: int = 0
+    applied: int = 0
     config_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,7 +73,7 @@ class StandaloneAgent:
         self._heartbeat = time.monotonic()
         self.state = AgentState()
         self._stop = threading.Event()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         registry = CollectorRegistry()
         registry.register(DatapathCollector(self.snapshot))
         self.http = AgentHTTPServer(metrics_address, registry, self.healthy, self.ready)
@@ -82,6 +83,7 @@ class StandaloneAgent:
             attached=self.health.attached,
             endpoints=self.state.endpoints,
             endpoints_refused=self.state.refused,
+            reconciles=self.state.applied,
             degraded_reason=self.health.degraded_reason,
             selftest=dict(self.health.selftest.passed),
             overridden=self.health.overridden,
@@ -111,7 +113,7 @@ class StandaloneAgent:
     def reload_if_changed(self) -> None:
         try:
             st = os.stat(self.config_path)
-            stamp = (st.st_mtime, st.st_size)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError:
             stamp = None
         if stamp is not None and stamp == self._stamp:
@@ -140,6 +142,7 @@ class StandaloneAgent:
             return
         self.state.last_reconcile_ok = True
         self.state.last_error = ""
+        self.state.applied += 1
         self.state.endpoints = len(desired) - result.refused
         self.state.refused = result.refused
         if result.refused:

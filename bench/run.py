@@ -1,0 +1,405 @@
+"""`make bench` / `make bench-quick`: kernel TCP vs meshaccel vs the AF_UNIX floor.
+
+Builds pods in network namespaces (meshaccel.lab), runs every workload in
+every configuration, interleaved by repetition (configurations rotate order
+each repetition), and writes bench/results/latest.{json,md} and PNG plots.
+
+Configurations:
+  kernel        no meshaccel program attached at all
+  not_enrolled  the real agent running, programs attached, pods not enrolled
+  accelerated   the real agent running, pods enrolled
+  af_unix_floor the same mabench workload over an AF_UNIX stream socket
+                between processes in the same two namespaces
+
+CPU placement: latency clients, latency servers and the sidecar proxies are
+pinned to CPU 0. On these VMs a cross-CPU wake-up costs ~25 us each way, more
+than the whole TCP stack; pinning measures the stack, which is what
+meshaccel removes. One cross-CPU measurement (path "direct-xcpu") shows the
+unpinned case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.report import ACCEL, FLOOR, KERNEL, NOT_ENROLLED, Sample, markdown, to_json
+from meshaccel.agent import syscalls as sc
+from meshaccel.agent.datapath import PinRoot
+from meshaccel.agent.host import find_cgroup2
+from meshaccel.constants import DEFAULT_BPFFS, DEFAULT_CACHE_DIR
+from meshaccel.lab.agent import AgentProcess
+from meshaccel.lab.servers import REDIS_PORT, start_nginx, start_redis
+from meshaccel.lab.sidecar import add_sidecar
+from meshaccel.lab.topology import Lab, Pod, wait_for
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+MABENCH_PORT, IPERF_PORT, HOLD_PORT = 9000, 5201, 9100
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    reps: int
+    seconds: float
+    latency_sizes: tuple[int, ...]
+    bulk_sizes: tuple[int, ...]
+    connections: int  # per short-connection run
+    idle_seconds: float
+
+
+PLANS = {
+    "quick": Plan("quick", 2, 1.0, (64, 1024, 16384, 65536), (4096, 65536, 1 << 20), 1500, 3),
+    "full": Plan("full", 3, 3.0, (64, 1024, 16384, 65536), (4096, 16384, 65536, 262144, 1 << 20), 4000, 10),
+}
+
+
+def build_mabench() -> str:
+    """Compile the floor tool into the cache (outside the repo) when missing or changed."""
+    src = HERE / "tools" / "mabench.c"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    out = Path(DEFAULT_CACHE_DIR) / "bench" / f"mabench-{digest}"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def pin_cpu0(pod: Pod) -> None:
+    for proc in pod.processes:
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(proc.pid)], capture_output=True)
+        for child in _children(proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(child)], capture_output=True)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    kids = [int(x) for x in out.split()]
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def cpu_busy_seconds() -> float:
+    """Busy CPU time of the whole machine (all CPUs), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.mabench = build_mabench()
+        self.samples: list[Sample] = []
+        self.lab = Lab()
+        lab = self.lab
+        self.a, self.b = lab.add_pod("a"), lab.add_pod("b")  # direct
+        self.c, self.d = lab.add_pod("c"), lab.add_pod("d")  # sidecar path
+        add_sidecar(self.c)
+        add_sidecar(self.d)
+        for pod in lab.pods.values():
+            pod.sh("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+        self.floor_path = f"/tmp/{lab.prefix}-floor.sock"
+        for server in (self.b, self.d):
+            server.spawn([self.mabench, "server", "tcp", server.ip, str(MABENCH_PORT)])
+            server.spawn(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL)
+            start_nginx(server, lab, {"index.html": b"x" * 100})
+            start_redis(server)
+        self.b.spawn([self.mabench, "server", "unix", self.floor_path])
+        for server in (self.b, self.d):
+            wait_for(lambda s=server: f":{MABENCH_PORT} " in s.sh("ss", "-Hltn"), what="mabench")
+        wait_for(lambda: os.path.exists(self.floor_path), what="floor server")
+        pin_cpu0(self.b)
+        pin_cpu0(self.c)
+        pin_cpu0(self.d)
+        self.agent = AgentProcess()
+        self.agent.start()
+        self.cgroup = find_cgroup2()
+        self.paths = {"direct": (self.a, self.b), "sidecar": (self.c, self.d)}
+
+    def close(self) -> None:
+        self.agent.close()
+        self.lab.close()
+
+    # -- configurations -------------------------------------------------
+
+    def set_config(self, config: str) -> None:
+        pods = list(self.lab.pods.values())
+        gen = PinRoot(DEFAULT_BPFFS).current()
+        assert gen is not None
+        if config == KERNEL:
+            self.agent.unenrol(pods)
+            gen.detach_sockops(self.cgroup)
+            return
+        fd = gen.fd("sockops")
+        cg = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if sc.prog_id_and_name(fd)[0] not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
+                sc.prog_attach(fd, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
+        finally:
+            os.close(cg)
+            os.close(fd)
+        if config == ACCEL:
+            self.agent.enrol(pods)
+        else:
+            self.agent.unenrol(pods)
+
+    # -- workloads ------------------------------------------------------
+
+    def add(self, path: str, workload: str, param: int, config: str, rep: int, **metrics: float) -> None:
+        self.samples.append(Sample(path, workload, param, config, rep, metrics))
+
+    def latency(self, path: str, config: str, rep: int, size: int, pinned: bool = True) -> None:
+        client, server = self.paths["direct" if path.startswith("direct") else path]
+        target = ["unix", self.floor_path] if config == FLOOR else ["tcp", server.ip, str(MABENCH_PORT)]
+        cmd = [self.mabench, "latency", *target, str(size), str(self.plan.seconds)]
+        # Servers stay on CPU 0; an unpinned run puts the client on CPU 1.
+        cmd = ["taskset", "-c", "0" if pinned else "1", *cmd]
+        cpu0 = cpu_busy_seconds()
+        out = json.loads(client.sh(*cmd))
+        cpu = cpu_busy_seconds() - cpu0
+        self.add(
+            path,
+            "latency",
+            size,
+            config,
+            rep,
+            p50_us=out["p50"],
+            p90_us=out["p90"],
+            p99_us=out["p99"],
+            p999_us=out["p999"],
+            cpu_us_per_txn=cpu * 1e6 / max(1, out["rounds_total"]),
+        )
+
+    def bulk(self, path: str, config: str, rep: int, size: int) -> None:
+        client, server = self.paths[path]
+        secs = str(max(1, int(self.plan.seconds)))
+        if config == FLOOR:
+            out = json.loads(client.sh(self.mabench, "throughput", "unix", self.floor_path, str(size), secs))
+            gbps = out["gbit_per_s"]
+        else:
+            res = json.loads(
+                client.sh("iperf3", "-c", server.ip, "-p", str(IPERF_PORT), "-t", secs, "-l", str(size), "-J")
+            )
+            gbps = res["end"]["sum_received"]["bits_per_second"] / 1e9
+        self.add(path, "bulk", size, config, rep, gbit_per_s=gbps)
+
+    def tps(self, path: str, config: str, rep: int, conns: int) -> None:
+        client, server = self.paths[path]
+        threads = "1" if conns == 1 else "2"
+        out = client.sh(
+            "wrk",
+            f"-t{threads}",
+            f"-c{conns}",
+            f"-d{max(1, int(self.plan.seconds))}s",
+            f"http://{server.ip}:8080/index.html",
+        )
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        if "Socket errors" in out or "Non-2xx" in out:
+            raise RuntimeError(f"wrk reported errors:\n{out}")
+        self.add(path, "tps", conns, config, rep, per_s=rate)
+
+    def connrate(self, path: str, config: str, rep: int) -> None:
+        client, server = self.paths[path]
+        out = client.sh(
+            "redis-benchmark",
+            "-h",
+            server.ip,
+            "-p",
+            str(REDIS_PORT),
+            "-k",
+            "0",
+            "-c",
+            "8",
+            "-n",
+            str(self.plan.connections),
+            "-t",
+            "ping",
+            "-q",
+        )
+        rate = float(re.search(r"PING_INLINE: ([\d.]+) requests per second", out).group(1))  # type: ignore[union-attr]
+        self.add(path, "connrate", 1, config, rep, per_s=rate)
+
+    def run_config(self, config: str, rep: int) -> None:
+        print(f"  repetition {rep + 1}: {config}", flush=True)
+        for path in ("direct", "sidecar"):
+            for size in self.plan.latency_sizes:
+                self.latency(path, config, rep, size)
+            for size in self.plan.bulk_sizes:
+                self.bulk(path, config, rep, size)
+            for conns in (1, 32):
+                self.tps(path, config, rep, conns)
+            self.connrate(path, config, rep)
+        self.latency("direct-xcpu", config, rep, 64, pinned=False)
+
+    def run_floor(self, rep: int) -> None:
+        print(f"  repetition {rep + 1}: {FLOOR}", flush=True)
+        for size in self.plan.latency_sizes:
+            self.latency("direct", FLOOR, rep, size)
+        for size in self.plan.bulk_sizes:
+            self.bulk("direct", FLOOR, rep, size)
+        self.latency("direct-xcpu", FLOOR, rep, 64, pinned=False)
+
+    # -- the agent's own cost ------------------------------------------
+
+    def agent_cost(self) -> dict[str, float]:
+        self.set_config(ACCEL)
+        pid = self.agent.proc.pid if self.agent.proc else 0
+        cost: dict[str, float] = {"rss_mib_idle": _rss_mib(pid)}
+        t0, c0 = time.monotonic(), _cpu_seconds(pid)
+        time.sleep(self.plan.idle_seconds)
+        cost["idle_cpu_percent"] = 100 * (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        holder = self.b.spawn([sys.executable, "-c", _HOLD_SERVER, str(HOLD_PORT)])
+        wait_for(lambda: f":{HOLD_PORT} " in self.b.sh("ss", "-Hltn"), what="holder")
+        opener = self.a.spawn([sys.executable, "-c", _HOLD_CLIENT, self.b.ip, str(HOLD_PORT), "5100"])
+        try:
+            try:
+                wait_for(lambda: self.agent.metric("meshaccel_sockets_enrolled") >= 10000, 60, "10k sockets")
+            except TimeoutError:
+                have = self.agent.metric("meshaccel_sockets_enrolled")
+                raise RuntimeError(f"only {have} sockets enrolled; opener exit code {opener.poll()}") from None
+            cost["sockets_enrolled"] = self.agent.metric("meshaccel_sockets_enrolled")
+            t0, c0 = time.monotonic(), _cpu_seconds(pid)
+            scrapes = []
+            for _ in range(int(self.plan.idle_seconds)):
+                s0 = time.monotonic()
+                with urllib.request.urlopen(self.agent.url + "/metrics", timeout=30) as r:
+                    r.read()
+                scrapes.append(time.monotonic() - s0)
+                time.sleep(max(0.0, 1 - (time.monotonic() - s0)))
+            cost["cpu_percent_10k_sockets_1s_scrapes"] = 100 * (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+            cost["scrape_ms_10k_sockets"] = 1000 * sorted(scrapes)[len(scrapes) // 2]
+            cost["rss_mib_10k_sockets"] = _rss_mib(pid)
+        finally:
+            for proc in (opener, holder):
+                proc.kill()
+                proc.wait()
+        # Start-up: a fresh install (compile + load + self-test + attach) and
+        # an adopting restart, wall time from exec to /readyz.
+        self.agent.stop()
+        self.agent.cleanup(wait=30)
+        for label in ("startup_install_s", "startup_adopt_s"):
+            t0 = time.monotonic()
+            self.agent.start()
+            cost[label] = time.monotonic() - t0
+            if label == "startup_install_s":
+                cost["datapath_compile_load_s"] = self.agent.metric("meshaccel_datapath_load_seconds")
+                self.agent.stop()
+        return cost
+
+
+_HOLD_SERVER = r"""
+import asyncio, resource, sys
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE); resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+async def main():
+    async def keep(r, w): held.append(w); await r.read()
+    srv = await asyncio.start_server(keep, "0.0.0.0", int(sys.argv[1]), backlog=8192)
+    await srv.serve_forever()
+asyncio.run(main())
+"""
+_HOLD_CLIENT = r"""
+import resource, socket, sys, time
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE); resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+socks = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(int(sys.argv[3]))]
+time.sleep(600)
+"""
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _versions() -> dict[str, str]:
+    def first(cmd: list[str]) -> str:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        return (res.stdout or res.stderr).strip().splitlines()[0] if (res.stdout or res.stderr).strip() else "?"
+
+    return {
+        "iperf3": first(["iperf3", "--version"]),
+        "wrk": first(["wrk", "--version"]),
+        "redis-benchmark": first(["redis-benchmark", "--version"]),
+        "nginx": first(["nginx", "-v"]),
+        "haproxy": first(["haproxy", "-v"]),
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter runs (< 5 min)")
+    parser.add_argument("--out", default=str(RESULTS), help="directory for latest.{json,md} and the plots")
+    args = parser.parse_args(argv)
+    plan = PLANS["quick" if args.quick else "full"]
+    if os.geteuid() != 0:
+        print("bench: run as root (network namespaces, BPF)", file=sys.stderr)
+        return 2
+    started = time.time()
+    bench = Bench(plan)
+    try:
+        configs = [KERNEL, NOT_ENROLLED, ACCEL]
+        for rep in range(plan.reps):
+            order = configs[rep % 3 :] + configs[: rep % 3]  # rotate: no configuration always goes first
+            for config in order:
+                bench.set_config(config)
+                bench.run_config(config, rep)
+            bench.run_floor(rep)
+        print("  agent cost", flush=True)
+        agent = bench.agent_cost()
+    finally:
+        bench.close()
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "machine": f"{socket.gethostname().split('.')[0]} ({_cpu_model()})",
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "mode": plan.mode,
+        "repetitions": plan.reps,
+        "seconds_per_run": plan.seconds,
+        "duration_s": round(time.time() - started, 1),
+        "placement": "latency clients/servers and sidecar proxies pinned to CPU 0; direct-xcpu crosses CPUs",
+        "tools": _versions(),
+    }
+    data = to_json(meta, bench.samples, agent)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "latest.md").write_text(markdown(data))
+    from bench.plots import plot
+
+    plot(data, out)
+    print(markdown(data))
+    print(f"wrote {out}/latest.json, latest.md, latency.png, throughput.png in {meta['duration_s']} s")
+    return 0
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+if __name__ == "__main__":
+    shutil.which("iperf3") or sys.exit("bench: iperf3 missing; run scripts/setup.sh")
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The benchmark report: structure, medians and spread, ratios, targets."""
+
+from __future__ import annotations
+
+import pytest
+from bench.report import (
+    ACCEL,
+    FLOOR,
+    KERNEL,
+    NOT_ENROLLED,
+    Sample,
+    markdown,
+    ratio,
+    summarize,
+    to_json,
+    worst_not_enrolled,
+)
+
+
+def samples() -> list[Sample]:
+    out = []
+    lat = {
+        KERNEL: [20.0, 22.0, 21.0],
+        NOT_ENROLLED: [21.0, 21.5, 20.5],
+        ACCEL: [10.0, 11.0, 12.0],
+        FLOOR: [8.0, 8.0, 9.0],
+    }
+    for config, values in lat.items():
+        for rep, v in enumerate(values):
+            out.append(
+                Sample("direct", "latency", 64, config, rep, {"p50_us": v, "p99_us": 2 * v, "cpu_us_per_txn": v / 2})
+            )
+    bulk = {KERNEL: [10.0, 12.0], NOT_ENROLLED: [11.0, 11.0], ACCEL: [20.0, 22.0]}
+    for config, values in bulk.items():
+        for rep, v in enumerate(values):
+            out.append(Sample("direct", "bulk", 65536, config, rep, {"gbit_per_s": v}))
+    return out
+
+
+def test_summary_is_median_with_min_max() -> None:
+    s = {(x.config, x.metric): x for x in summarize(samples()) if x.workload == "latency"}
+    k = s[(KERNEL, "p50_us")]
+    assert (k.median, k.low, k.high, k.n) == (21.0, 20.0, 22.0, 3)
+    assert s[(ACCEL, "p99_us")].median == 22.0
+
+
+def test_ratio_of_medians() -> None:
+    summaries = summarize(samples())
+    assert ratio(summaries, "direct", "latency", 64, "p50_us", ACCEL, KERNEL) == pytest.approx(11 / 21)
+    assert ratio(summaries, "direct", "bulk", 65536, "gbit_per_s", ACCEL, KERNEL) == pytest.approx(21 / 11)
+    assert ratio(summaries, "direct", "bulk", 4096, "gbit_per_s", ACCEL, KERNEL) is None
+
+
+def test_not_enrolled_goodness_counts_latency_inverted() -> None:
+    # latency: kernel 21 / not-enrolled 21 = 1.0; bulk: 11 / 11 = 1.0
+    assert worst_not_enrolled(summarize(samples())) == pytest.approx(1.0)
+
+
+def test_targets_and_json_structure() -> None:
+    data = to_json(
+        {"date": "d", "machine": "m", "kernel": "k", "cpus": 2, "mode": "quick", "repetitions": 3},
+        samples(),
+        {"rss_mib_10k_sockets": 150.0, "idle_cpu_percent": 0.5},
+    )
+    assert set(data) == {"meta", "samples", "summary", "targets", "agent"}
+    targets = {t["name"]: t for t in data["targets"]}
+    p50 = targets["direct 64 B p50: accelerated / kernel"]
+    assert p50["value"] == pytest.approx(11 / 21) and p50["met"] is True  # 0.52 <= 0.55
+    floor = targets["direct 64 B p50: accelerated / AF_UNIX floor"]
+    assert floor["value"] == pytest.approx(11 / 8) and floor["met"] is True  # 1.375 <= 1.5
+    bulk = targets["direct bulk 64 KiB: accelerated / kernel"]
+    assert bulk["value"] == pytest.approx(21 / 11) and bulk["met"] is True
+    missing = targets["sidecar 1 KiB p50: accelerated / kernel"]
+    assert missing["value"] is None and missing["met"] is False
+    assert targets["agent steady RSS (MiB)"]["met"] is True
+    text = markdown(data)
+    assert "| direct | request/response | 64 B | p50_us" in text and "0.52 |" in text
+    assert "| sidecar 1 KiB p50: accelerated / kernel | - | <= 0.65 | **no** |" in text
