@@ -171,10 +171,13 @@ def worst_not_enrolled(summaries: list[Summary]) -> float | None:
     return min(values) if values else None
 
 
-def to_json(meta: dict[str, Any], samples: list[Sample], agent: dict[str, float]) -> dict[str, Any]:
+def to_json(
+    meta: dict[str, Any], samples: list[Sample], agent: dict[str, float], errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     summaries = summarize(samples)
     return {
         "meta": meta,
+        "errors": errors or [],
         "samples": [asdict(s) for s in samples],
         "summary": [asdict(s) for s in summaries],
         "targets": [{**asdict(t), "met": t.met} for t in evaluate_targets(summaries, agent)],
@@ -233,6 +236,12 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| {t['name']} | {value} | {t['direction']} {t['threshold']} | {'yes' if t['met'] else '**no**'} |"
         )
+    if data.get("errors"):
+        lines += ["", "Errors seen by the workload tools (these cells have fewer samples):", ""]
+        for e in data["errors"]:
+            lines.append(
+                f"- {e['path']} {e['workload']} {_size(e['param'])} {e['config']} rep {e['rep']}: {e['error']}"
+            )
     agent = data["agent"]
     if agent:
         lines += ["", "| agent cost | value |", "|---|---|"]

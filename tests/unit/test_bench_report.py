@@ -62,7 +62,7 @@ def test_targets_and_json_structure() -> None:
         samples(),
         {"rss_mib_10k_sockets": 150.0, "idle_cpu_percent": 0.5},
     )
-    assert set(data) == {"meta", "samples", "summary", "targets", "agent"}
+    assert set(data) == {"meta", "errors", "samples", "summary", "targets", "agent"}
     targets = {t["name"]: t for t in data["targets"]}
     p50 = targets["direct 64 B p50: accelerated / kernel"]
     assert p50["value"] == pytest.approx(11 / 21) and p50["met"] is True  # 0.52 <= 0.55

@@ -162,11 +162,16 @@ class Generation:
 
     def detach_sockops(self, cgroup: str) -> bool:
         prog = self.fd("sockops")
-        cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return sc.prog_detach(prog, cg, sc.BPF_CGROUP_SOCK_OPS)
+            return detach_sockops(prog, cgroup)
         finally:
-            os.close(cg)
+            os.close(prog)
+
+    def attach_sockops(self, cgroup: str) -> None:
+        prog = self.fd("sockops")
+        try:
+            attach_sockops(prog, cgroup)
+        finally:
             os.close(prog)
 
     def unpin(self) -> None:
@@ -282,18 +287,10 @@ class Datapath:
 
     def attach(self) -> None:
         """Attach sockops to the cgroup unless it already is (after a restart)."""
-        with self._current_fds("sockops") as (sockops,):
-            cg = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                # The kernel rejects a second attachment of the same program,
-                # so ask first.
-                prog_id, _ = sc.prog_id_and_name(sockops)
-                if prog_id not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
-                    # ALLOW_MULTI: other products' sockops programs on this
-                    # cgroup keep running and ours does not block theirs.
-                    sc.prog_attach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
-            finally:
-                os.close(cg)
+        cur = self.pins.current()
+        if cur is None:
+            raise RuntimeError("no datapath generation is pinned")
+        cur.attach_sockops(self.cgroup)
         self.attached = True
         log.info("datapath attached to %s", self.cgroup)
 
@@ -476,13 +473,33 @@ def our_sockops_on(cgroup: str) -> list[int]:
         os.close(cg)
 
 
-def _detach_by_id(cgroup: str, prog_id: int) -> bool:
-    fd = sc.prog_fd_by_id(prog_id)
+def attach_sockops(prog_fd: int, cgroup: str) -> None:
+    """Attach a sockops program to @cgroup unless it already is (idempotent)."""
     cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return sc.prog_detach(fd, cg, sc.BPF_CGROUP_SOCK_OPS)
+        # The kernel rejects a second attachment of the same program, so ask.
+        prog_id, _ = sc.prog_id_and_name(prog_fd)
+        if prog_id not in sc.attached_prog_ids(cg, sc.BPF_CGROUP_SOCK_OPS):
+            # ALLOW_MULTI: other products' sockops programs on this cgroup
+            # keep running and ours does not block theirs.
+            sc.prog_attach(prog_fd, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
     finally:
         os.close(cg)
+
+
+def detach_sockops(prog_fd: int, cgroup: str) -> bool:
+    cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return sc.prog_detach(prog_fd, cg, sc.BPF_CGROUP_SOCK_OPS)
+    finally:
+        os.close(cg)
+
+
+def _detach_by_id(cgroup: str, prog_id: int) -> bool:
+    fd = sc.prog_fd_by_id(prog_id)
+    try:
+        return detach_sockops(fd, cgroup)
+    finally:
         os.close(fd)
 
 

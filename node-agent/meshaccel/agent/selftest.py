@@ -63,8 +63,7 @@ class SelfTestReport:
 
 def run_selftest(datapath: object, timeout: float = 60.0) -> SelfTestReport:
     """Run the checks against @datapath (a prepared meshaccel Datapath)."""
-    from meshaccel.agent import syscalls as sc
-    from meshaccel.agent.datapath import Datapath
+    from meshaccel.agent.datapath import Datapath, attach_sockops, detach_sockops
     from meshaccel.agent.layout import Counter, NetnsInfo
 
     assert isinstance(datapath, Datapath)
@@ -77,11 +76,7 @@ def run_selftest(datapath: object, timeout: float = 60.0) -> SelfTestReport:
     try:
         with datapath._current_fds("sockops", "ma_sockhash") as (sockops, sockhash):
             if private_attach:
-                cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    sc.prog_attach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS, sc.BPF_F_ALLOW_MULTI)
-                finally:
-                    os.close(cg)
+                attach_sockops(sockops, cgroup)
             child = subprocess.Popen(
                 [sys.executable, "-m", "meshaccel.agent.selftest", str(sockhash)],
                 stdin=subprocess.PIPE,
@@ -124,11 +119,7 @@ def run_selftest(datapath: object, timeout: float = 60.0) -> SelfTestReport:
         if private_attach:
             try:
                 with datapath._current_fds("sockops") as (sockops,):
-                    cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
-                    try:
-                        sc.prog_detach(sockops, cg, sc.BPF_CGROUP_SOCK_OPS)
-                    finally:
-                        os.close(cg)
+                    detach_sockops(sockops, cgroup)
             except OSError as exc:
                 log.warning("self-test: detaching from %s: %s", cgroup, exc)
         try:
