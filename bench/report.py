@@ -223,13 +223,9 @@ def markdown(data: dict[str, Any]) -> str:
         cells = [_fmt(table.get((path, workload, param, c, metric))) for c in CONFIGS]
         rr = ratio(summaries, path, workload, param, metric, ACCEL, KERNEL)
         size = f"{param} conn" if workload == "tps" else ("-" if workload == "connrate" else _size(param))
-        lines.append(
-            f"| {path} | {_TITLES[workload]} | {size} | {metric} ({_UNITS[metric]}) | "
-            + " | ".join(cells)
-            + f" | {rr:.2f} |"
-            if rr is not None
-            else " | - |"
-        )
+        rr_text = "-" if rr is None else f"{rr:.2f}"
+        row = [path, _TITLES[workload], size, f"{metric} ({_UNITS[metric]})", *cells, rr_text]
+        lines.append("| " + " | ".join(row) + " |")
     lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for t in data["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.3g}"

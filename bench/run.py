@@ -394,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.plots import plot
 
     plot(data, out)
+    if out == RESULTS:
+        from bench.readme import update
+
+        update()
     print(markdown(data))
     print(f"wrote {out}/latest.json, latest.md, latency.png, throughput.png in {meta['duration_s']} s")
     return 0

@@ -76,3 +76,26 @@ def test_targets_and_json_structure() -> None:
     text = markdown(data)
     assert "| direct | request/response | 64 B | p50_us" in text and "0.52 |" in text
     assert "| sidecar 1 KiB p50: accelerated / kernel | - | <= 0.65 | **no** |" in text
+
+
+def test_readme_block_is_replaced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bench.readme import BEGIN, END, update
+
+    readme, results = tmp_path / "README.md", tmp_path / "latest.md"
+    readme.write_text(f"intro\n{BEGIN}\nold table\n{END}\noutro\n")
+    results.write_text("| new | table |\n")
+    assert update(readme, results)
+    assert readme.read_text() == f"intro\n{BEGIN}\n| new | table |\n{END}\noutro\n"
+    readme.write_text("no markers\n")
+    assert not update(readme, results)
+
+
+def test_row_without_accelerated_result_keeps_its_columns() -> None:
+    only_kernel = [Sample("sidecar", "bulk", 65536, KERNEL, 0, {"gbit_per_s": 5.0})]
+    text = markdown(
+        to_json(
+            {"date": "d", "machine": "m", "kernel": "k", "cpus": 2, "mode": "full", "repetitions": 1}, only_kernel, {}
+        )
+    )
+    row = next(line for line in text.splitlines() if line.startswith("| sidecar | bulk"))
+    assert row.count("|") == 10 and row.endswith("| - |")
