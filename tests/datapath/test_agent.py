@@ -71,6 +71,7 @@ def test_bad_config_keeps_last_good_state(lab: Lab, agent: AgentProcess) -> None
             rejected = [line for line in new_lines if "config rejected" in line]
             assert rejected and expected in rejected[0], new_lines
             assert agent.metric("meshaccel_endpoints_enrolled") == 2
+            assert agent.metric("meshaccel_config_errors_total") >= 1
             assert get(agent.url + "/readyz") == 200
             delta = Delta(agent)
             assert traffic(a, "stream", "--host", b.ip, "--port", "8080", "--bytes", str(MiB))["ok"]

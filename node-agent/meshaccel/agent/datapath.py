@@ -252,11 +252,6 @@ class Datapath:
 
     # -- start-up -----------------------------------------------------
 
-    def start(self) -> None:
-        """prepare() and attach(), for callers that skip the self-test."""
-        self.prepare()
-        self.attach()
-
     def prepare(self) -> None:
         """Adopt the pinned generation if it is ours, else install a new one.
 

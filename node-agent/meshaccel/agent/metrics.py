@@ -40,6 +40,9 @@ class DatapathCollector(Collector):
             snap.endpoints_refused,
         )
         yield _counter("meshaccel_reconciles_total", "Successful reconciles of the enrolment maps", snap.reconciles)
+        yield _counter(
+            "meshaccel_config_errors_total", "Enrolment files refused (the last good one stays)", snap.config_errors
+        )
         degraded = GaugeMetricFamily(
             "meshaccel_degraded", "1 while acceleration is off for the given reason", labels=["reason"]
         )
@@ -115,6 +118,7 @@ class DatapathSnapshot:
     endpoints: int = 0
     endpoints_refused: int = 0
     reconciles: int = 0
+    config_errors: int = 0
     degraded_reason: str = ""
     selftest: dict[str, bool] = field(default_factory=dict)
     overridden: bool = False

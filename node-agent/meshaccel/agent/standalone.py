@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -36,7 +36,6 @@ class AgentState:
     refused: int = 0
     applied: int = 0
     config_errors: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def resolve(config: EnrolmentConfig) -> tuple[list[DesiredNetns], list[str]]:
@@ -84,6 +83,7 @@ class StandaloneAgent:
             endpoints=self.state.endpoints,
             endpoints_refused=self.state.refused,
             reconciles=self.state.applied,
+            config_errors=self.state.config_errors,
             degraded_reason=self.health.degraded_reason,
             selftest=dict(self.health.selftest.passed),
             overridden=self.health.overridden,
