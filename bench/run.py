@@ -105,28 +105,33 @@ class Bench:
         self.errors: list[dict[str, object]] = []
         self.lab = Lab()
         lab = self.lab
-        self.a, self.b = lab.add_pod("a"), lab.add_pod("b")  # direct
-        self.c, self.d = lab.add_pod("c"), lab.add_pod("d")  # sidecar path
-        add_sidecar(self.c)
-        add_sidecar(self.d)
-        for pod in lab.pods.values():
-            pod.sh("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
-        self.floor_path = f"/tmp/{lab.prefix}-floor.sock"
-        for server in (self.b, self.d):
-            server.spawn([self.mabench, "server", "tcp", server.ip, str(MABENCH_PORT)])
-            server.spawn(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL)
-            start_nginx(server, lab, {"index.html": b"x" * 100})
-            start_redis(server)
-        self.b.spawn([self.mabench, "server", "unix", self.floor_path])
-        for server in (self.b, self.d):
-            wait_for(lambda s=server: f":{MABENCH_PORT} " in s.sh("ss", "-Hltn"), what="mabench")
-        wait_for(lambda: os.path.exists(self.floor_path), what="floor server")
-        pin_cpu0(self.b)
-        pin_cpu0(self.c)
-        pin_cpu0(self.d)
         self.agent = AgentProcess()
-        self.agent.start()
-        self.cgroup = find_cgroup2()
+        try:
+            self.a, self.b = lab.add_pod("a"), lab.add_pod("b")  # direct
+            self.c, self.d = lab.add_pod("c"), lab.add_pod("d")  # sidecar path
+            add_sidecar(self.c)
+            add_sidecar(self.d)
+            for pod in lab.pods.values():
+                pod.sh("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+            self.floor_path = f"/tmp/{lab.prefix}-floor.sock"
+            lab.track_file(self.floor_path)
+            for server in (self.b, self.d):
+                server.spawn([self.mabench, "server", "tcp", server.ip, str(MABENCH_PORT)])
+                server.spawn(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL)
+                start_nginx(server, lab, {"index.html": b"x" * 100})
+                start_redis(server)
+            self.b.spawn([self.mabench, "server", "unix", self.floor_path])
+            for server in (self.b, self.d):
+                wait_for(lambda s=server: f":{MABENCH_PORT} " in s.sh("ss", "-Hltn"), what="mabench")
+            wait_for(lambda: os.path.exists(self.floor_path), what="floor server")
+            pin_cpu0(self.b)
+            pin_cpu0(self.c)
+            pin_cpu0(self.d)
+            self.agent.start()
+            self.cgroup = find_cgroup2()
+        except BaseException:
+            self.close()  # leave no namespaces, processes or pins behind
+            raise
         self.paths = {"direct": (self.a, self.b), "sidecar": (self.c, self.d)}
 
     def close(self) -> None:

@@ -52,8 +52,10 @@ def lab(agent: AgentProcess) -> Iterator[Lab]:
     try:
         yield lab
     finally:
-        agent.unenrol(lab.pods.values())
-        lab.close()
+        try:
+            agent.unenrol(lab.pods.values(), wait=agent.proc is not None and agent.proc.poll() is None)
+        finally:
+            lab.close()  # also when the agent is gone or unenrolling failed
 
 
 def traffic(pod: Pod, *args: str, timeout: float = 300) -> dict[str, object]:

@@ -144,6 +144,9 @@ class Lab:
         self._files.append(path)
         return path
 
+    def track_file(self, path: str) -> None:
+        self._files.append(Path(path))
+
     def track_dir(self, path: str) -> None:
         self._dirs.append(Path(path))
 
