@@ -35,6 +35,12 @@ def _agent_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         action="store_true",
         help="accelerate even if the kernel self-test fails (loud; for operators who know better)",
     )
+    p.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=60.0,
+        help="/healthz fails when the main loop has not made progress for this many seconds",
+    )
     p.add_argument("--wait", type=float, default=10.0, help="cleanup: seconds to wait for live connections")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -81,7 +87,13 @@ def _run_agent(args: argparse.Namespace) -> int:
         print(f"meshaccel: --define takes NAME=INT, got {args.define}", file=sys.stderr)
         return 2
     datapath = Datapath(args.bpffs, cgroup, args.cache_dir, BuildOptions(sizes=sizes, extra_defines=defines))
-    StandaloneAgent(datapath, args.config, args.metrics_address, ignore_selftest=args.ignore_selftest).run()
+    StandaloneAgent(
+        datapath,
+        args.config,
+        args.metrics_address,
+        ignore_selftest=args.ignore_selftest,
+        liveness_timeout=args.liveness_timeout,
+    ).run()
     return 0
 
 

@@ -71,6 +71,14 @@ def traffic(pod: Pod, *args: str, timeout: float = 300) -> dict[str, object]:
     return dict(json.loads(lines[-1]))
 
 
+def client(pod: Pod, mode: str, host: str, port: int, timeout: float = 300, **options: object) -> dict[str, object]:
+    """traffic() with keyword options: bytes=..., first_read_delay=... -> --bytes, --first-read-delay."""
+    args = [mode, "--host", host, "--port", str(port)]
+    for name, value in options.items():
+        args += ["--" + name.replace("_", "-"), str(value)]
+    return traffic(pod, *args, timeout=timeout)
+
+
 def serve(pod: Pod, mode: str, port: int, *extra: str, host: str = "0.0.0.0") -> None:
     pod.spawn([sys.executable, "-m", "meshaccel.lab.traffic", mode, "--port", str(port), "--host", host, *extra])
     wait_for(lambda: f":{port} " in pod.sh("ss", "-Hltn"), what=f"{mode} server on {pod.name}:{port}")

@@ -3,6 +3,7 @@ and traffic flows natively. Map pressure: new connections go native."""
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -102,3 +103,23 @@ def test_full_enrolment_map_leaves_extra_pods_native(lab: Lab, agent: AgentProce
         assert traffic(pods[0], "stream", "--host", pods[1].ip, "--port", "8080", "--bytes", str(4 << 20))["ok"]
         assert delta["meshaccel_pairs_total"] == 1
     agent.unenrol(pods, wait=True)
+
+
+def test_healthz_fails_only_when_the_main_loop_is_stuck(agent: AgentProcess) -> None:
+    """A config path that blocks on read (a FIFO with no writer, like a hung
+    network filesystem) wedges the reconcile loop; the HTTP thread keeps
+    answering, and /healthz turns 503 once the loop made no progress."""
+    good = agent.config_path.read_text()
+    with agent_with(agent, "--liveness-timeout", "3"):
+        assert probe(agent, "/healthz")[0] == 200
+        agent.config_path.unlink()
+        os.mkfifo(agent.config_path)
+        try:
+            wait_for(lambda: probe(agent, "/healthz")[0] == 503, 20, "/healthz to report the stuck loop")
+            assert "stalled" in probe(agent, "/healthz")[1]
+        finally:
+            # Unblock the reader, then restore the file for the next tests.
+            with open(agent.config_path, "w") as fifo:
+                fifo.write(good)
+            agent.config_path.unlink()
+            agent.config_path.write_text(good)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from meshaccel.lab.topology import Lab
-from tests.datapath.conftest import SHAPES, Delta, build_shape, echo_port, serve, traffic
+from tests.datapath.conftest import SHAPES, Delta, build_shape, client, echo_port, serve
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -18,16 +18,7 @@ SIZES = [1, 2, 3, 7, 100, 1448, 4095, 4096, 4097, 65535, 65536, 65537, 1 * MiB, 
 def test_message_sizes_echo_byte_exact(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(
-        shape.client,
-        "sizes",
-        "--host",
-        shape.host,
-        "--port",
-        str(echo_port(shape)),
-        "--sizes",
-        ",".join(map(str, SIZES)),
-    )
+    result = client(shape.client, "sizes", shape.host, echo_port(shape), sizes=",".join(map(str, SIZES)))
     assert result["ok"], result
     # Both directions of every hop went through the redirect.
     assert delta["meshaccel_redirected_bytes_total"] >= 2 * shape.hops * sum(SIZES)
@@ -37,19 +28,7 @@ def test_message_sizes_echo_byte_exact(shape_name: str, lab: Lab, agent) -> None
 def test_two_gib_stream(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(
-        shape.client,
-        "stream",
-        "--host",
-        shape.host,
-        "--port",
-        str(shape.port),
-        "--bytes",
-        str(2 * GiB),
-        "--chunk",
-        str(256 * 1024),
-        timeout=600,
-    )
+    result = client(shape.client, "stream", shape.host, shape.port, bytes=2 * GiB, chunk=256 * 1024, timeout=600)
     assert result["ok"], result
     assert delta["meshaccel_redirected_bytes_total"] >= shape.hops * 2 * GiB
 
@@ -58,22 +37,7 @@ def test_two_gib_stream(shape_name: str, lab: Lab, agent) -> None:  # type: igno
 def test_many_short_connections(shape_name: str, lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
     shape = build_shape(shape_name, lab, agent)
     delta = Delta(agent)
-    result = traffic(
-        shape.client,
-        "many",
-        "--host",
-        shape.host,
-        "--port",
-        str(shape.port),
-        "--count",
-        "400",
-        "--concurrency",
-        "16",
-        "--bytes",
-        "20000",
-        "--writes",
-        "5",
-    )
+    result = client(shape.client, "many", shape.host, shape.port, count=400, concurrency=16, bytes=20000, writes=5)
     assert result["ok"], result
     assert delta["meshaccel_pairs_total"] >= 400 * shape.hops * 0.9
 
@@ -87,23 +51,7 @@ def test_no_reorder_when_client_writes_before_server_reads(lab: Lab, agent) -> N
     serve(b, "sink", 9090, "--first-read-delay", "0.003")
     agent.enrol([a, b])
     delta = Delta(agent)
-    result = traffic(
-        a,
-        "many",
-        "--host",
-        b.ip,
-        "--port",
-        "9090",
-        "--count",
-        "3000",
-        "--concurrency",
-        "32",
-        "--bytes",
-        "49152",
-        "--writes",
-        "12",
-        timeout=600,
-    )
+    result = client(a, "many", b.ip, 9090, count=3000, concurrency=32, bytes=49152, writes=12, timeout=600)
     assert result["ok"], result
     settled = delta["meshaccel_pairs_total"] + delta["meshaccel_pairs_settled_native_total"]
     assert settled >= 3000 * 0.99, "every connection settles as paired or native"
@@ -147,22 +95,7 @@ def test_client_sending_before_server_enrols_settles_native(lab: Lab, agent) -> 
     serve(b, "sink", 9090, "--first-read-delay", "0.003")
     agent.enrol([a, b])
     delta = Delta(agent)
-    result = traffic(
-        a,
-        "many",
-        "--host",
-        b.ip,
-        "--port",
-        "9090",
-        "--count",
-        "400",
-        "--concurrency",
-        "16",
-        "--bytes",
-        "49152",
-        "--writes",
-        "12",
-    )
+    result = client(a, "many", b.ip, 9090, count=400, concurrency=16, bytes=49152, writes=12)
     assert result["ok"], result
     native = delta["meshaccel_pairs_settled_native_total"]
     paired = delta["meshaccel_pairs_total"]

@@ -10,7 +10,7 @@ import pytest
 from meshaccel.agent.datapath import PinRoot
 from meshaccel.lab.sidecar import INBOUND_PORT, OUTBOUND_PORT
 from meshaccel.lab.topology import Lab, wait_for
-from tests.datapath.conftest import SHAPES, SINK_PORT, Delta, Shape, build_shape, serve, traffic
+from tests.datapath.conftest import SHAPES, SINK_PORT, Delta, Shape, build_shape, client, serve
 
 MiB = 1 << 20
 
@@ -63,20 +63,7 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     # The client holds its connection open for a while before sending, so the
     # map can be inspected with every hop established.
     client = threading.Thread(
-        target=lambda: result.update(
-            traffic(
-                shape.client,
-                "stream",
-                "--host",
-                shape.host,
-                "--port",
-                str(shape.port),
-                "--bytes",
-                str(64 * MiB),
-                "--hold",
-                "2",
-            )
-        )
+        target=lambda: result.update(client(shape.client, "stream", shape.host, shape.port, bytes=64 * MiB, hold=2))
     )
     client.start()
     missing: list[str] = []
@@ -106,11 +93,11 @@ def test_excluded_ports_are_never_accelerated(lab: Lab, agent) -> None:  # type:
     agent.enrol([a], excluded_ports=[])
     agent.enrol([b], excluded_ports=[8080])  # the server side excludes 8080
     delta = Delta(agent)
-    assert traffic(a, "stream", "--host", b.ip, "--port", "8080", "--bytes", str(4 * MiB))["ok"]
+    assert client(a, "stream", b.ip, 8080, bytes=4 * MiB)["ok"]
     assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0
-    assert traffic(a, "stream", "--host", b.ip, "--port", "8082", "--bytes", str(4 * MiB))["ok"]
+    assert client(a, "stream", b.ip, 8082, bytes=4 * MiB)["ok"]
     assert delta["meshaccel_pairs_total"] == 1
     agent.enrol([a], excluded_ports=[8082])  # now the client side excludes 8082
     delta = Delta(agent)
-    assert traffic(a, "stream", "--host", b.ip, "--port", "8082", "--bytes", str(4 * MiB))["ok"]
+    assert client(a, "stream", b.ip, 8082, bytes=4 * MiB)["ok"]
     assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0

@@ -63,11 +63,13 @@ class StandaloneAgent:
         metrics_address: str,
         poll_seconds: float = 1.0,
         ignore_selftest: bool = False,
+        liveness_timeout: float = 60.0,
     ) -> None:
         self.datapath = datapath
         self.config_path = config_path
         self.poll_seconds = poll_seconds
         self.ignore_selftest = ignore_selftest
+        self.liveness_timeout = liveness_timeout
         self.health = DatapathHealth()
         self._heartbeat = time.monotonic()
         self.state = AgentState()
@@ -97,7 +99,7 @@ class StandaloneAgent:
     def healthy(self) -> tuple[bool, str]:
         # Fails only when the main loop stopped making progress.
         stalled = time.monotonic() - self._heartbeat
-        if stalled > 30 * self.poll_seconds + 30:
+        if stalled > self.liveness_timeout:
             return False, f"main loop stalled for {stalled:.0f}s"
         return True, "ok"
 
