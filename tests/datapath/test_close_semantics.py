@@ -22,7 +22,10 @@ if mode == "server-reset":
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", port)); srv.listen(1)
     def accept_and_abort():
-        c, _ = srv.accept(); c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+        # Abort only after the client's connect() returned: an RST that wins
+        # the race would fail connect() itself, on plain TCP too.
+        c, _ = srv.accept(); time.sleep(0.1)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
     threading.Thread(target=accept_and_abort).start()
     c = socket.create_connection((host, port), timeout=10)
     time.sleep(0.3)

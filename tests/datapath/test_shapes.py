@@ -62,10 +62,10 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     result: dict[str, object] = {}
     # The client holds its connection open for a while before sending, so the
     # map can be inspected with every hop established.
-    client = threading.Thread(
+    sender = threading.Thread(
         target=lambda: result.update(client(shape.client, "stream", shape.host, shape.port, bytes=64 * MiB, hold=2))
     )
-    client.start()
+    sender.start()
     missing: list[str] = []
 
     def all_present() -> bool:
@@ -78,7 +78,7 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     except TimeoutError:
         pytest.fail(f"{shape_name}: not enrolled: {missing}; sockhash holds {sorted(enrolled())}")
     finally:
-        client.join(120)
+        sender.join(120)
     assert result.get("ok"), result
     assert delta["meshaccel_pairs_total"] >= shape.hops
     # Every hop carried the whole stream through the redirect.
