@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test setup lint unit bpf bench bench-quick clean-host
+.PHONY: demo test setup lint unit bpf k8s bench bench-quick clean-host generate
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
@@ -21,12 +21,16 @@ lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy common node-agent operator tests bench
+	$(PY) -m meshaccel.manifests --check
 
 unit: setup
 	$(PY) -m pytest -p no:cacheprovider -m unit tests
 
 bpf: setup
 	$(PY) -m pytest -p no:cacheprovider -m bpf tests
+
+k8s: setup
+	$(PY) -m pytest -p no:cacheprovider -m k8s tests
 
 ## bench: kernel TCP vs meshaccel vs AF_UNIX floor, all workloads (< 20 min);
 ## writes bench/results/latest.{json,md} and PNG plots
@@ -40,3 +44,7 @@ bench-quick: setup
 ## clean-host: uninstall a datapath left behind (detach, unpin when drained)
 clean-host: setup
 	$(PY) -m meshaccel.cli agent --cleanup
+
+## generate: regenerate manifests/ (CRDs from the pydantic models, RBAC)
+generate: setup
+	$(PY) -m meshaccel.manifests

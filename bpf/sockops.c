@@ -39,6 +39,23 @@ static __always_inline int ma_port_excluded(__u64 netns, __u32 port)
 	return ma_excl_ports.lookup(&k) != NULL;
 }
 
+/* Does the policy of both namespaces allow a connection of this shape? Only
+ * the SYN step asks: without an intent neither end ever enrols. */
+static __always_inline int ma_shape_allowed(__u64 server, __u64 client)
+{
+	struct ma_netns_info *info = ma_netns.lookup(&server);
+	struct ma_netns_info *peer;
+
+	if (!info)
+		return 0;
+	if (server == client)
+		return !(info->flags & MA_NETNS_F_NO_SIDECAR);
+	if (info->flags & MA_NETNS_F_NO_DIRECT)
+		return 0;
+	peer = ma_netns.lookup(&client);
+	return peer && !(peer->flags & MA_NETNS_F_NO_DIRECT);
+}
+
 static __always_inline int ma_netns_eligible(__u64 netns, struct ma_tuple *t)
 {
 	struct ma_netns_info *info = ma_netns.lookup(&netns);
@@ -97,6 +114,8 @@ static __always_inline void ma_on_syn(struct bpf_sock_ops *skops)
 	if (!ma_netns_eligible(netns, &t))
 		return;
 	if (!ma_client_netns(netns, t.remote_ip4, &origin.netns))
+		return;
+	if (!ma_shape_allowed(netns, origin.netns))
 		return;
 	origin.ip4 = t.remote_ip4;
 	origin.port = t.remote_port;

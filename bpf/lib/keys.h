@@ -73,6 +73,11 @@ struct ma_sock_state_val {
 
 /* Per enrolled network namespace. */
 #define MA_NETNS_F_EXCLUSIONS 1 /* has entries in ma_excl_ports */
+/* Traffic shapes the namespace opted out of (policy `shapes`). A connection
+ * inside one namespace is the "sidecar" shape (app <-> its own proxy over
+ * loopback or the pod IP); one between two namespaces is "direct". */
+#define MA_NETNS_F_NO_SIDECAR 2
+#define MA_NETNS_F_NO_DIRECT 4
 
 struct ma_netns_info {
 	__u32 flags; /* MA_NETNS_F_* */

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -46,6 +46,11 @@ class Endpoint(BaseModel):
     ips: tuple[PodIPv4, ...] = Field(min_length=1, description="IPv4 addresses of the pod")
     excluded_ports: tuple[Port, ...] = Field(
         default=(), alias="excludedPorts", description="ports (local or remote) never accelerated"
+    )
+    shapes: tuple[Literal["direct", "sidecar"], ...] = Field(
+        default=("direct", "sidecar"),
+        min_length=1,
+        description="direct: to other enrolled pods; sidecar: inside the pod (app <-> its proxy)",
     )
 
 

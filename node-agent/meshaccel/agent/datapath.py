@@ -50,6 +50,8 @@ from meshaccel.agent.headers import HeaderChoice, choose_headers
 from meshaccel.agent.layout import (
     COUNTER_SLOTS,
     NETNS_F_EXCLUSIONS,
+    NETNS_F_NO_DIRECT,
+    NETNS_F_NO_SIDECAR,
     Counter,
     MapSpec,
     Meta,
@@ -85,6 +87,16 @@ class DesiredNetns:
     cookie: int
     ips: frozenset[str]
     excluded_ports: frozenset[int]
+    sidecar: bool = True  # accelerate connections inside the namespace
+    direct: bool = True  # accelerate connections to other enrolled namespaces
+
+    @property
+    def flags(self) -> int:
+        return (
+            (NETNS_F_EXCLUSIONS if self.excluded_ports else 0)
+            | (0 if self.sidecar else NETNS_F_NO_SIDECAR)
+            | (0 if self.direct else NETNS_F_NO_DIRECT)
+        )
 
 
 @dataclass(frozen=True)
@@ -409,7 +421,7 @@ class Datapath:
         """Map entries of one namespace, in the order they must be added."""
         return {
             "ma_excl_ports": {bytes(PortKey(netns=d.cookie, port=p)): b"\x01" for p in sorted(d.excluded_ports)},
-            "ma_netns": {_u64(d.cookie): bytes(NetnsInfo(flags=NETNS_F_EXCLUSIONS if d.excluded_ports else 0))},
+            "ma_netns": {_u64(d.cookie): bytes(NetnsInfo(flags=d.flags))},
             "ma_endpoints": {_u32(ip_to_be32(ip)): _u64(d.cookie) for ip in sorted(d.ips)},
         }
 

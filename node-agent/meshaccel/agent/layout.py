@@ -34,6 +34,8 @@ class SockKey(ct.Structure):
 
 
 NETNS_F_EXCLUSIONS = 1  # MA_NETNS_F_EXCLUSIONS in keys.h
+NETNS_F_NO_SIDECAR = 2  # MA_NETNS_F_NO_SIDECAR
+NETNS_F_NO_DIRECT = 4  # MA_NETNS_F_NO_DIRECT
 
 
 class NetnsInfo(ct.Structure):

@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
-import time
-from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
-
-from meshaccel.agent.bringup import DatapathHealth, bring_up
 from meshaccel.agent.datapath import Datapath, DesiredNetns
-from meshaccel.agent.http import AgentHTTPServer
-from meshaccel.agent.metrics import DatapathCollector, DatapathSnapshot
 from meshaccel.agent.netns import netns_cookie
+from meshaccel.agent.runner import AgentRunner, AgentState
 from meshaccel.config import ConfigError, EnrolmentConfig, load_config
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class AgentState:
-    """What /readyz and the metrics report; written by the reconcile loop."""
-
-    last_reconcile_ok: bool = False
-    last_error: str = ""
-    endpoints: int = 0
-    refused: int = 0
-    applied: int = 0
-    config_errors: int = 0
+__all__ = ["AgentState", "StandaloneAgent", "resolve"]
 
 
 def resolve(config: EnrolmentConfig) -> tuple[list[DesiredNetns], list[str]]:
@@ -48,14 +30,22 @@ def resolve(config: EnrolmentConfig) -> tuple[list[DesiredNetns], list[str]]:
         except OSError as exc:
             problems.append(f"endpoint {ep.name!r}: {exc}")
             continue
-        desired.append(DesiredNetns(cookie, frozenset(ep.ips), frozenset(ep.excluded_ports)))
+        desired.append(
+            DesiredNetns(
+                cookie,
+                frozenset(ep.ips),
+                frozenset(ep.excluded_ports),
+                sidecar="sidecar" in ep.shapes,
+                direct="direct" in ep.shapes,
+            )
+        )
     cookies = [d.cookie for d in desired]
     if len(set(cookies)) != len(cookies):
         raise ConfigError("two endpoints name the same network namespace")
     return desired, problems
 
 
-class StandaloneAgent:
+class StandaloneAgent(AgentRunner):
     def __init__(
         self,
         datapath: Datapath,
@@ -65,52 +55,14 @@ class StandaloneAgent:
         ignore_selftest: bool = False,
         liveness_timeout: float = 60.0,
     ) -> None:
-        self.datapath = datapath
+        super().__init__(datapath, metrics_address, poll_seconds, ignore_selftest, liveness_timeout)
         self.config_path = config_path
-        self.poll_seconds = poll_seconds
-        self.ignore_selftest = ignore_selftest
-        self.liveness_timeout = liveness_timeout
-        self.health = DatapathHealth()
-        self._heartbeat = time.monotonic()
-        self.state = AgentState()
-        self._stop = threading.Event()
         self._stamp: tuple[int, int, int] | None = None
-        registry = CollectorRegistry()
-        registry.register(DatapathCollector(self.snapshot))
-        self.http = AgentHTTPServer(metrics_address, registry, self.healthy, self.ready)
 
-    def snapshot(self) -> DatapathSnapshot:
-        snap = DatapathSnapshot(
-            attached=self.health.attached,
-            endpoints=self.state.endpoints,
-            endpoints_refused=self.state.refused,
-            reconciles=self.state.applied,
-            config_errors=self.state.config_errors,
-            degraded_reason=self.health.degraded_reason,
-            selftest=dict(self.health.selftest.passed),
-            overridden=self.health.overridden,
-        )
-        if self.datapath.pins.current() is not None:
-            snap.sockets = sum(1 for _ in self.datapath.enrolled_sockets())
-            snap.counters = self.datapath.counters()
-            snap.load_seconds = self.datapath.load_seconds
-        return snap
-
-    def healthy(self) -> tuple[bool, str]:
-        # Fails only when the main loop stopped making progress.
-        stalled = time.monotonic() - self._heartbeat
-        if stalled > self.liveness_timeout:
-            return False, f"main loop stalled for {stalled:.0f}s"
-        return True, "ok"
-
-    def ready(self) -> tuple[bool, str]:
-        if self.health.degraded_reason:
-            return False, f"degraded: {self.health.degraded_reason}: {self.health.message}"
-        if not self.health.attached:
-            return False, "datapath not attached"
-        if not self.state.last_reconcile_ok:
-            return False, f"last reconcile failed: {self.state.last_error or 'not yet run'}"
-        return True, "ok"
+    def tick(self, count: int) -> None:
+        if count % 10 == 9:
+            self._stamp = None  # a missing netns may appear later (pod started): retry
+        self.reload_if_changed()
 
     def reload_if_changed(self) -> None:
         try:
@@ -135,47 +87,4 @@ class StandaloneAgent:
             return
         for p in problems:
             log.warning("%s; skipped", p)
-        try:
-            result = self.datapath.reconcile(desired)
-        except OSError as exc:
-            self.state.last_reconcile_ok = False
-            self.state.last_error = str(exc)
-            log.error("reconcile failed: %s", exc)
-            return
-        self.state.last_reconcile_ok = True
-        self.state.last_error = ""
-        self.state.applied += 1
-        self.state.endpoints = len(desired) - result.refused
-        self.state.refused = result.refused
-        if result.refused:
-            log.warning("%d endpoint(s) not enrolled: an enrolment map is full (raise its size)", result.refused)
-        log.log(
-            logging.INFO if result.added or result.removed else logging.DEBUG,
-            "enrolment applied: %d endpoint(s), %d map entries added, %d removed",
-            len(desired),
-            result.added,
-            result.removed,
-        )
-
-    def run(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set())
-        self.http.start()
-        log.info("serving /metrics /healthz /readyz on port %d", self.http.port)
-        self.health = bring_up(self.datapath, self.ignore_selftest)
-        ticks = 0
-        while not self._stop.is_set():
-            self._heartbeat = time.monotonic()
-            if self.health.attached:
-                self.reload_if_changed()
-            ticks += 1
-            if ticks % 10 == 0:
-                # A missing netns may appear later (pod started): retry.
-                self._stamp = None
-                if self.datapath.pins.current() is not None:
-                    self.datapath.housekeeping()
-                if self.health.overridden:
-                    log.warning("running with a FAILED kernel self-test (--ignore-selftest)")
-            self._stop.wait(self.poll_seconds)
-        self.http.stop()
-        log.info("stopping; the datapath stays attached (run `meshaccel agent --cleanup` to uninstall)")
+        self.apply(desired)

@@ -1,0 +1,140 @@
+"""The control plane on a test API server: install the manifests, run the
+operator and Kubernetes-mode agents as processes, create pods as a kubelet
+would report them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from meshaccel.lab.agent import _free_port
+from meshaccel.lab.kube import KubeAPI
+from meshaccel.lab.topology import stop_process, wait_for
+from meshaccel.operator.deploy import AGENT_SA, NAMESPACE, OPERATOR_SA
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def install(kube: KubeAPI) -> None:
+    """What a user runs: the CRDs, wait until served, then RBAC."""
+    kube.kubectl("apply", "-f", str(REPO / "manifests/crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=meshaccel")
+    kube.kubectl("apply", "-f", str(REPO / "manifests/rbac.yaml"))
+
+
+def metrics_of(url: str) -> dict[str, float]:
+    """Prometheus text -> {"name{labels}": value}."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+class OperatorProcess:
+    """`meshaccel operator` with the operator's own service account (so the
+    tests also prove its RBAC is enough)."""
+
+    def __init__(self, kube: KubeAPI, status_interval: float = 1.0) -> None:
+        self.kube = kube
+        self.metrics_port, self.health_port = _free_port(), _free_port()
+        self.kubeconfig = kube.service_account_kubeconfig(NAMESPACE, OPERATOR_SA)
+        self.log_path = kube.workdir / f"operator-{self.metrics_port}.log"
+        self.status_interval = status_interval
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        # The test API server's certificate is self-signed (kubeconfig skips
+        # verification); keep urllib3's warning about it out of the log.
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONWARNINGS": "ignore:Unverified HTTPS"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "meshaccel.cli", "operator", "--namespace", NAMESPACE,
+                 "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+                 "--liveness-address", f"127.0.0.1:{self.health_port}",
+                 "--status-interval", str(self.status_interval)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        wait_for(lambda: self.alive() is False or self.healthy(), timeout, "the operator's /healthz")
+        if not self.alive():
+            raise RuntimeError(f"operator exited:\n{self.log()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        return metrics_of(f"http://127.0.0.1:{self.metrics_port}/metrics")
+
+    def writes(self) -> float:
+        m = self.metrics()
+        return sum(v for k, v in m.items() if k.startswith("meshaccel_operator_node_writes_total"))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
+            self.proc = None
+
+
+def pod_manifest(
+    name: str,
+    namespace: str,
+    node: str,
+    sidecar: bool = True,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = [{"name": "app", "image": "example/app:1"}]
+    if sidecar:
+        containers.append({"name": "istio-proxy", "image": "istio/proxyv2:1.22"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}, "annotations": annotations or {}},
+        "spec": {"nodeName": node, "containers": containers},
+    }
+
+
+def create_running_pod(kube: KubeAPI, manifest: dict[str, Any], ip: str) -> str:
+    """Create the pod and report it Running with @ip through the status
+    subresource, as the kubelet would; returns its UID."""
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    meta = manifest["metadata"]
+    status = {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                         "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+    kube.kubectl("patch", "pod", meta["name"], "-n", meta["namespace"], "--subresource=status", "--type=merge",
+                 "-p", json.dumps(status))  # fmt: skip
+    out = kube.kubectl("get", "pod", meta["name"], "-n", meta["namespace"], "-o", "jsonpath={.metadata.uid}")
+    return out.stdout.strip()
+
+
+def get_json(kube: KubeAPI, *args: str) -> Any:
+    return json.loads(kube.kubectl("get", *args, "-o", "json").stdout)
+
+
+def agent_kubeconfig(kube: KubeAPI, node: str, pod_name: str | None = None) -> Path:
+    """A token for the agent's service account bound to an agent pod on @node,
+    as the kubelet would mount it (the API server adds the node's name)."""
+    pod_name = pod_name or f"meshaccel-agent-{node}"
+    manifest = pod_manifest(pod_name, NAMESPACE, node, sidecar=False)
+    manifest["spec"]["serviceAccountName"] = AGENT_SA
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    return kube.service_account_kubeconfig(NAMESPACE, AGENT_SA, bound_pod=pod_name)
