@@ -89,6 +89,20 @@ static __always_inline int ma_client_netns(__u64 own, __u32 ip4, __u64 *out)
 	return 1;
 }
 
+/* Is @ip4, the address a SYN arrived at in @netns, one the namespace owns?
+ * A pod with CAP_NET_ADMIN can put a neighbour's address on its interface
+ * and answer for it (ARP); the kernel would deliver such a connection to it
+ * anyway, but meshaccel must not accelerate (and count) it as that pod's. */
+static __always_inline int ma_local_ip_owned(__u64 netns, __u32 ip4)
+{
+	__u64 *owner;
+
+	if (ma_is_loopback(ip4))
+		return 1;
+	owner = ma_endpoints.lookup(&ip4);
+	return owner && *owner == netns;
+}
+
 static __always_inline void ma_fill_key(struct ma_sock_key *key, __u64 netns,
 					struct ma_tuple *t)
 {
@@ -116,6 +130,8 @@ static __always_inline void ma_on_syn(struct bpf_sock_ops *skops)
 	if (!ma_client_netns(netns, t.remote_ip4, &origin.netns))
 		return;
 	if (!ma_shape_allowed(netns, origin.netns))
+		return;
+	if (!ma_local_ip_owned(netns, t.local_ip4))
 		return;
 	origin.ip4 = t.remote_ip4;
 	origin.port = t.remote_port;

@@ -1,4 +1,4 @@
-"""Fixtures for the `bpf` tier: one real agent per session, a fresh lab per test.
+"""Fixtures for the `bpf` tier: one real agent for the package, a fresh lab per test.
 
 These tests need root and a BPF-capable kernel; `make test` runs them as
 root after scripts/setup.sh installed BCC, the headers and the peers.
@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.bpf)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the agent is gone (detached, unpinned) before tests/k8s runs
+# its own Kubernetes-mode agent on the same host.
+@pytest.fixture(scope="package")
 def agent() -> Iterator[AgentProcess]:
     if os.geteuid() != 0:
         pytest.fail("the bpf tier needs root: run `make test` as root", pytrace=False)

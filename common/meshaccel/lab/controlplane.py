@@ -138,3 +138,52 @@ def agent_kubeconfig(kube: KubeAPI, node: str, pod_name: str | None = None) -> P
     manifest["spec"]["serviceAccountName"] = AGENT_SA
     kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     return kube.service_account_kubeconfig(NAMESPACE, AGENT_SA, bound_pod=pod_name)
+
+
+class KubeAgentProcess:
+    """`meshaccel agent --kubernetes` for one node, with a token bound to an
+    agent pod on that node (as the kubelet would mount it)."""
+
+    def __init__(self, kube: KubeAPI, node: str, pod_cgroup_root: Path, daemonset: str = "meshaccel-agent") -> None:
+        self.kube, self.node = kube, node
+        self.port = _free_port()
+        self.kubeconfig = agent_kubeconfig(kube, node)
+        self.cgroup_root = pod_cgroup_root
+        self.daemonset = daemonset
+        self.log_path = kube.workdir / f"agent-{node}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore:Unverified HTTPS"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "meshaccel.cli", "agent", "--kubernetes", "--node-name", self.node,
+                 "--namespace", NAMESPACE, "--daemonset", self.daemonset, "--kubeconfig", str(self.kubeconfig),
+                 "--pod-cgroup-root", str(self.cgroup_root), "--metrics-address", f"127.0.0.1:{self.port}",
+                 "--status-interval", "1"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        wait_for(lambda: not self.alive() or self.ready(), timeout, "the Kubernetes-mode agent")
+        if not self.alive():
+            raise RuntimeError(f"agent exited:\n{self.log()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        return metrics_of(f"http://127.0.0.1:{self.port}/metrics")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=30)
+            self.proc = None

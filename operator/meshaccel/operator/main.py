@@ -33,5 +33,8 @@ def run(
     elector.keep_renewing()
     handlers.RUNTIME.may_write = elector.holds
     # kopf's own liveness endpoint answers only while its event loop runs.
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://{liveness_address}/healthz")
+    try:
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://{liveness_address}/healthz")
+    finally:
+        elector.release()
     return 0
