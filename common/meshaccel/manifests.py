@@ -41,9 +41,10 @@ def rendered() -> Iterator[tuple[str, str]]:
     """(path relative to the repo root, content) of every generated file."""
     for kind in KINDS:
         yield f"manifests/crds/{kind.plural}.yaml", dump(crd(kind))
-    from meshaccel.operator.deploy import rbac_documents  # the operator owns RBAC
+    from meshaccel.operator.deploy import operator_deployment, rbac_documents  # the operator owns these
 
     yield "manifests/rbac.yaml", dump(*rbac_documents())
+    yield "manifests/operator.yaml", dump(operator_deployment())
 
 
 def main(argv: list[str] | None = None) -> int:

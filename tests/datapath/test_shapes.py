@@ -101,3 +101,20 @@ def test_excluded_ports_are_never_accelerated(lab: Lab, agent) -> None:  # type:
     delta = Delta(agent)
     assert client(a, "stream", b.ip, 8082, bytes=4 * MiB)["ok"]
     assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0
+
+
+def test_policy_shapes_select_the_hops(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]
+    """`direct` accelerates pod <-> pod only, `sidecar` app <-> proxy inside a
+    pod only; a connection needs its shape allowed at both ends."""
+    shape = build_shape("sidecar_to_sidecar", lab, agent)  # app -> proxy -> proxy -> app: 1 direct hop, 2 sidecar
+    a, b = shape.client, shape.server
+    for shapes, pairs in ((["direct"], 1), (["sidecar"], 2)):
+        agent.enrol([a, b], shapes=shapes)
+        delta = Delta(agent)
+        assert client(a, "stream", shape.host, shape.port, bytes=4 * MiB)["ok"]
+        assert delta["meshaccel_pairs_total"] == pairs, shapes
+    agent.enrol([a], shapes=["sidecar"])
+    agent.enrol([b], shapes=["direct"])  # a's sidecar hop only; the direct hop is refused by a
+    delta = Delta(agent)
+    assert client(a, "stream", shape.host, shape.port, bytes=4 * MiB)["ok"]
+    assert delta["meshaccel_pairs_total"] == 1

@@ -118,7 +118,10 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
         assert agent.metrics()["meshaccel_redirected_bytes_total"] - before >= 2 * (1 << 20)
         # Counters reach the node object, then the policy status.
         wait_for(lambda: node_status(kube)["counters"]["bytesRedirected"] >= 2 * (1 << 20), 15, "node counters")
-        policy = lambda: get_json(kube, "accelerationpolicy", "default").get("status") or {}  # noqa: E731
+
+        def policy() -> dict[str, Any]:
+            return dict(get_json(kube, "accelerationpolicy", "default").get("status") or {})
+
         wait_for(lambda: policy().get("acceleratedPods", 0) >= 2, 15, "the policy to count both pods")
 
         # Opt one pod out: the operator drops it, the agent un-enrols it, and

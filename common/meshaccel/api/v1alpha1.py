@@ -361,6 +361,12 @@ class NodeAgentSpec(Model):
     )
     logLevel: Literal["debug", "info", "warning", "error"] = "info"
     metricsPort: Port = 9464
+    cgroupPath: str = Field(
+        default="/sys/fs/cgroup",
+        max_length=256,
+        pattern=r"^/[^ ]*$",
+        description="the nodes' cgroup2 mount (/sys/fs/cgroup/unified on hybrid hosts): attach point and kubelet pods",
+    )
     mapSizes: MapSizes = Field(default_factory=lambda: MapSizes())
 
 

@@ -104,13 +104,20 @@ class AgentProcess:
 
     # -- enrolment ----------------------------------------------------
 
-    def enrol(self, pods: Iterable[Pod], excluded_ports: Iterable[int] = (), wait: bool = True) -> None:
+    def enrol(
+        self,
+        pods: Iterable[Pod],
+        excluded_ports: Iterable[int] = (),
+        wait: bool = True,
+        shapes: Iterable[str] = ("direct", "sidecar"),
+    ) -> None:
         for pod in pods:
             self._endpoints[pod.netns] = {
                 "name": pod.netns,
                 "netns": pod.netns_path,
                 "ips": [pod.ip],
                 "excludedPorts": sorted(excluded_ports),
+                "shapes": list(shapes),
             }
         self._apply(wait)
 

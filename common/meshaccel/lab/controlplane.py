@@ -26,6 +26,8 @@ def install(kube: KubeAPI) -> None:
     kube.kubectl("apply", "-f", str(REPO / "manifests/crds"))
     kube.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=meshaccel")
     kube.kubectl("apply", "-f", str(REPO / "manifests/rbac.yaml"))
+    # Validated by the API server; nothing runs it here (no controller-manager).
+    kube.kubectl("apply", "-f", str(REPO / "manifests/operator.yaml"))
 
 
 def metrics_of(url: str) -> dict[str, float]:

@@ -12,6 +12,7 @@ NAMESPACE = "meshaccel-system"
 OPERATOR_SA = "meshaccel-operator"
 AGENT_SA = "meshaccel-agent"
 MANAGED_BY = "meshaccel-operator"
+HOST_CGROUP = "/host/sys/fs/cgroup"
 PART_OF = {"app.kubernetes.io/part-of": "meshaccel"}
 #: Set on pods by the kubelet for tokens bound to a pod (KEP-4193, beta and on
 #: by default since Kubernetes 1.30): names the node the pod runs on.
@@ -45,8 +46,9 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
         f"--pairs-entries={sizes.pairs}",
         f"--netns-entries={sizes.netns}",
         f"--endpoint-entries={sizes.endpoints}",
-        "--cgroup=/sys/fs/cgroup",
-        "--pod-cgroup-root=/sys/fs/cgroup",
+        # The host's cgroup2 tree, not the container's (cgroup namespace).
+        f"--cgroup={HOST_CGROUP}",
+        f"--pod-cgroup-root={HOST_CGROUP}",
     ]
 
     def host(vol: str, path: str, kind: str = "Directory") -> dict[str, Any]:
@@ -106,7 +108,7 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
                             "volumeMounts": [
                                 # The only writable host path: pins must outlive the pod.
                                 {"name": "bpffs", "mountPath": "/sys/fs/bpf", "mountPropagation": "HostToContainer"},
-                                {"name": "cgroup", "mountPath": "/sys/fs/cgroup", "readOnly": True},
+                                {"name": "cgroup", "mountPath": HOST_CGROUP, "readOnly": True},
                                 {"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
                                 {"name": "headers", "mountPath": "/usr/src", "readOnly": True},
                                 {"name": "cache", "mountPath": "/var/cache/meshaccel"},
@@ -115,10 +117,57 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
                     ],
                     "volumes": [
                         host("bpffs", "/sys/fs/bpf"),
-                        host("cgroup", "/sys/fs/cgroup"),
+                        host("cgroup", spec.cgroupPath),
                         host("modules", "/lib/modules", "DirectoryOrCreate"),
                         host("headers", "/usr/src", "DirectoryOrCreate"),
                         {"name": "cache", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def operator_deployment(image: str = "meshaccel/operator:0.1.0", namespace: str = NAMESPACE) -> dict[str, Any]:
+    """The operator: one replica (a Lease guards against a second during a
+    rollout), restricted pod security, kopf's liveness probe."""
+    labels = {"app.kubernetes.io/name": "meshaccel-operator"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "meshaccel-operator", "namespace": namespace, "labels": {**labels, **PART_OF}},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": OPERATOR_SA,
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [
+                        {
+                            "name": "operator",
+                            "image": image,
+                            "args": ["operator", "--metrics-address=0.0.0.0:9465", "--liveness-address=0.0.0.0:8080"],
+                            "env": [
+                                {
+                                    "name": "POD_NAMESPACE",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                                }
+                            ],
+                            "ports": [
+                                {"name": "metrics", "containerPort": 9465},
+                                {"name": "health", "containerPort": 8080},
+                            ],
+                            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10},
+                            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
                     ],
                 },
             },
