@@ -196,6 +196,10 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _pods(entries: dict[str, Entry] | None) -> str:
+    return "no object" if entries is None else f"an object with {len(entries)} pods"
+
+
 def diff(expected: Enrolments, actual: Enrolments, limit: int = 5) -> str:
     """A short description of how two views differ."""
     lines = []
@@ -204,8 +208,7 @@ def diff(expected: Enrolments, actual: Enrolments, limit: int = 5) -> str:
         if want == got:
             continue
         if want is None or got is None:
-            lines.append(f"{node}: expected {'no object' if want is None else len(want)}, got "
-                         f"{'no object' if got is None else len(got)} pods")  # fmt: skip
+            lines.append(f"{node}: expected {_pods(want)}, got {_pods(got)}")
             continue
         missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
         wrong = sorted(k for k in want.keys() & got.keys() if want[k] != got[k])
@@ -465,10 +468,12 @@ class ScaleRun:
         return pods
 
     def _mixed(self, i: int) -> tuple[str, bool]:
-        """10% in a namespace that is not opted in, 10% without a sidecar."""
-        if i % 10 == 0:
+        """10% in a namespace that is not opted in, 10% without a sidecar, on
+        every node (pod i is the (i // nodes)-th of its node)."""
+        on_node = i // len(self.nodes)
+        if on_node % 10 == 0:
             return self.plain, True
-        return self.opted_in[i % len(self.opted_in)], i % 10 != 1
+        return self.opted_in[i % len(self.opted_in)], on_node % 10 != 1
 
     def _enrollable(self, i: int) -> tuple[str, bool]:
         return self.opted_in[i % len(self.opted_in)], True

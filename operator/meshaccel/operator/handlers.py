@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,45 +126,59 @@ def _first(index: Any, key: str) -> Any:
     return next(iter(store), None) if store is not None else None
 
 
-def _bind(indexes: dict[str, Any]) -> NodeWriter:
-    """Give the writer its view the first time any event handler runs."""
-    writer = RUNTIME.writer
-    assert writer is not None
-    if writer.view is None:
-        RUNTIME.indexes = indexes
-        pods, nss, pols, nodes = (
-            indexes[k] for k in ("pods_by_node", "namespace_labels", "policies", "node_enrolments")
-        )
+class _Unique(Mapping[str, Any]):
+    """A read-only view of a kopf index whose keys hold one value each
+    (object names: namespaces, policies, node objects)."""
 
-        class Namespaces(dict[str, dict[str, str]]):
-            def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-                found = _first(nss, key)
-                return default if found is None else found
+    def __init__(self, index: Any) -> None:
+        self._index = index
 
-        def current(node: str) -> NodeEnrolmentSpec | None:
-            entry = _first(nodes, node)
-            return entry[0] if entry else None
+    def __getitem__(self, key: str) -> Any:
+        value = _first(self._index, key)
+        if value is None:
+            raise KeyError(key)
+        return value
 
-        writer.view = ClusterView(
-            pods_on=lambda node: list(pods.get(node, [])),
-            nodes_with_pods=lambda: list(pods.keys()),
-            namespaces=Namespaces(),
-            policies=_PolicySpecs(pols),
-            current=current,
-        )
-        writer.mark_all()
-        log.info("indexes complete: %d node(s) with pods, %d namespace(s)", len(pods), len(nss))
-    return writer
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._index.keys()))
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 class _PolicySpecs:
     """Live iterable over the specs in the policies index."""
 
     def __init__(self, index: Any) -> None:
-        self._index = index
+        self._policies = _Unique(index)
 
-    def __iter__(self) -> Any:
-        return iter([_first(self._index, name)[1] for name in list(self._index.keys())])
+    def __iter__(self) -> Iterator[AccelerationPolicySpec]:
+        return iter([entry[1] for entry in self._policies.values()])
+
+
+def _bind(indexes: dict[str, Any]) -> NodeWriter:
+    """Give the writer its view the first time any event handler runs."""
+    writer = RUNTIME.writer
+    assert writer is not None
+    if writer.view is None:
+        RUNTIME.indexes = indexes
+        pods = indexes["pods_by_node"]
+        nodes = _Unique(indexes["node_enrolments"])
+
+        def current(node: str) -> NodeEnrolmentSpec | None:
+            entry = nodes.get(node)
+            return entry[0] if entry else None
+
+        writer.view = ClusterView(
+            pods_on=lambda node: list(pods.get(node, [])),
+            nodes_with_pods=lambda: list(pods.keys()),
+            namespaces=_Unique(indexes["namespace_labels"]),
+            policies=_PolicySpecs(indexes["policies"]),
+            current=current,
+        )
+        writer.mark_all()
+        log.info("indexes complete: %d node(s) with pods, %d namespace(s)", len(pods), len(writer.view.namespaces))
+    return writer
 
 
 # --- events: mark what changed -----------------------------------------------------
@@ -219,11 +233,10 @@ async def _write_policy_statuses() -> None:
         return
     idx = RUNTIME.indexes
     pods = [p for store in idx["pods_by_node"].values() for p in store]
-    namespaces = {name: _first(idx["namespace_labels"], name) for name in idx["namespace_labels"]}
-    nodes = {name: _first(idx["node_enrolments"], name)[1] for name in idx["node_enrolments"]}
+    namespaces = _Unique(idx["namespace_labels"])
+    nodes = {name: entry[1] for name, entry in _Unique(idx["node_enrolments"]).items()}
     now = now_rfc3339()
-    for name in list(idx["policies"].keys()):
-        generation, spec, previous = _first(idx["policies"], name)
+    for name, (generation, spec, previous) in _Unique(idx["policies"]).items():
         new = policy_status(spec, generation, pods, namespaces, nodes, previous, now)
         if previous is not None and _same(previous, new):
             continue
