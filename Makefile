@@ -4,15 +4,19 @@
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test setup lint unit bpf k8s bench bench-quick clean-host generate
+.PHONY: demo test setup lint unit bpf k8s k8s-binaries bench bench-quick clean-host generate
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
 	$(PY) -m meshaccel.cli demo
 
 ## test: install what is needed, then lint, type-check and run every test tier
-test: setup lint
+test: setup k8s-binaries lint
 	$(PY) -m pytest -p no:cacheprovider tests
+
+## k8s-binaries: kube-apiserver + etcd for the k8s tier, built once from the Go module proxy
+k8s-binaries:
+	bash scripts/build-k8s.sh
 
 setup:
 	bash scripts/setup.sh
@@ -29,7 +33,7 @@ unit: setup
 bpf: setup
 	$(PY) -m pytest -p no:cacheprovider -m bpf tests
 
-k8s: setup
+k8s: setup k8s-binaries
 	$(PY) -m pytest -p no:cacheprovider -m k8s tests
 
 ## bench: kernel TCP vs meshaccel vs AF_UNIX floor, all workloads (< 20 min);

@@ -84,6 +84,7 @@ class Plan:
     threads: int = 16
     status_interval: float = 10.0  # the operator's default
     timeout: float = 300.0  # for each wait on the operator
+    cold_timeout: float = 900.0  # for its cold start (minutes at 10,000 pods: see the report)
     prefix: str = "scale-"
 
 
@@ -248,6 +249,7 @@ class EnrolmentWatch:
         self.left: dict[str, float] = {}
         self.changes = 0  # events that created, changed or deleted one of our objects
         self.last_change = 0.0
+        self.first_change: float | None = None
         self.errors: list[str] = []
         self._stopped = threading.Event()
         self._watch: Any = None
@@ -303,6 +305,8 @@ class EnrolmentWatch:
                 self._rv[name] = obj["metadata"]["resourceVersion"]
             self.changes += 1
             self.last_change = now
+            if self.first_change is None:
+                self.first_change = now
 
     def _relist(self) -> str:
         listing = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
@@ -341,6 +345,35 @@ class EnrolmentWatch:
                     return
                 self.errors.append(f"watch: {exc}")
                 time.sleep(0.5)
+
+
+class ProcSampler:
+    """Every @interval s, a process's CPU seconds and RSS plus a count (here:
+    node objects seen), in a thread: what a slow phase was busy with."""
+
+    def __init__(self, pid: int, since: float, count: Callable[[], int], interval: float = 5.0) -> None:
+        self.samples: list[dict[str, float]] = []
+        self._pid, self._since, self._count, self._interval = pid, since, count, interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                sample = {
+                    "t_s": round(time.monotonic() - self._since, 1),
+                    "cpu_s": cpu_seconds(self._pid),
+                    "rss_mib": round(proc_status_mib(self._pid)["VmRSS"], 1),
+                    "objects": self._count(),
+                }
+            except OSError:  # the process is gone
+                return
+            self.samples.append(sample)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 # --- the run ----------------------------------------------------------------------
@@ -558,14 +591,20 @@ class ScaleRun:
         # hold for up to its 15 s duration (leader.py polls every 5 s).
         self.operator.start(timeout=start_timeout)
         healthy = time.monotonic()
-        synced = self.watch.wait_for(self.expected(), self.plan.timeout, "cold start")
         op = self._require_operator()
         assert op.proc is not None
+        sampler = ProcSampler(op.proc.pid, started, lambda: len(self._require_watch().snapshot()))
+        try:
+            synced = self.watch.wait_for(self.expected(), self.plan.cold_timeout, "cold start")
+        finally:
+            sampler.stop()
         at_sync = {"writes": op.writes(), "cpu_s": cpu_seconds(op.proc.pid), **proc_status_mib(op.proc.pid)}
         self.verify()
         time.sleep(2)  # anything still queued would show as extra writes
+        first = self.watch.first_change
         return {
             "healthy_s": healthy - started,
+            "first_node_object_s": (first - started) if first is not None else math.nan,
             "synced_s": synced - started,
             "synced_after_healthy_s": synced - healthy,
             "writes": at_sync["writes"],
@@ -574,6 +613,7 @@ class ScaleRun:
             "operator_cpu_s": at_sync["cpu_s"],
             "rss_mib": at_sync["VmRSS"],
             "hwm_mib": at_sync["VmHWM"],
+            "timeline": sampler.samples,
         }
 
     def _create_unready(self, pods: list[Pod]) -> float:
@@ -787,7 +827,8 @@ def markdown(results: dict[str, Any]) -> str:
     pop, cold, idle = results["populate"], results["cold_start"], results["idle"]
     lines = [
         f"Run {meta['date']} on {meta['machine']} (kernel {meta['kernel']}, {meta['cpus']} CPUs), "
-        f"kube-apiserver {meta['kubernetes']} + etcd on loopback, no kubelet; {meta['duration_s']:.0f} s in all.",
+        f"kube-apiserver {meta['kubernetes']} + etcd on loopback, no kubelet; {meta['duration_s']:.0f} s in all; "
+        f"load average {meta['loadavg_start'][0]:.1f} at the start, {meta['loadavg_end'][0]:.1f} at the end.",
         "",
         f"{plan['nodes']} nodes x {plan['pods_per_node']} pods = {pop['pods']} Pod objects ({pop['enrolled']} to "
         f"enrol; 10% in a namespace not opted in, 10% without a sidecar), {OPTED_IN_NAMESPACES} opted-in "
@@ -799,8 +840,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{pop['pods']} status patches at {pop['mark_running_per_s']:.0f}/s ({pop['threads']} client threads); "
         f"API server + etcd busy {pop['apiserver_etcd_busy_cores']:.2f} cores, client "
         f"{pop['client_busy_cores']:.2f} cores |",
-        f"| cold start | /healthz after {cold['healthy_s']:.1f} s, all {cold['nodes']} node objects exact after "
-        f"{cold['synced_s']:.1f} s, {cold['writes']:.0f} writes ({cold['writes_2s_later']:.0f} 2 s later), "
+        f"| cold start | /healthz after {cold['healthy_s']:.1f} s, first node object after "
+        f"{cold['first_node_object_s']:.1f} s, all {cold['nodes']} exact after {cold['synced_s']:.1f} s; "
+        f"{cold['writes']:.0f} writes ({cold['writes_2s_later']:.0f} 2 s later), "
         f"{cold['operator_cpu_s']:.1f} s operator CPU |",
         f"| operator memory | RSS {cold['rss_mib']:.0f} MiB after the cold start (peak {cold['hwm_mib']:.0f} MiB); "
         f"RSS {idle['rss_mib']:.0f} MiB at the end (peak {idle['hwm_mib']:.0f} MiB) |",
@@ -833,7 +875,7 @@ def _cpu_model() -> str:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    started_wall, timer = time.time(), Timer()
+    started_wall, timer, load_start = time.time(), Timer(), list(os.getloadavg())
     results: dict[str, Any] = {"plan": asdict(plan)}
     with KubeAPI() as kube:
         scale = ScaleRun(kube, plan)
@@ -862,6 +904,9 @@ def run(plan: Plan) -> dict[str, Any]:
         "python": platform.python_version(),
         "kubernetes": K8S_VERSION,
         "duration_s": round(timer.seconds(), 1),
+        # Anything else running on the machine shows here (the figures are CPU-bound).
+        "loadavg_start": load_start,
+        "loadavg_end": list(os.getloadavg()),
     }
     return results
 
@@ -878,13 +923,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=defaults.idle_seconds, help="seconds of idling")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="client threads creating pods")
     parser.add_argument("--status-interval", type=float, default=defaults.status_interval)
+    parser.add_argument("--cold-timeout", type=float, default=defaults.cold_timeout, help="seconds for the cold start")
     parser.add_argument("--out", default=str(RESULTS / "k8s_scale.json"), help="JSON; the .md goes beside it")
     args = parser.parse_args(argv)
     # The test API server's certificate is self-signed (the kubeconfigs skip verification).
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     plan = Plan(nodes=args.nodes, pods_per_node=args.pods_per_node, churn=args.churn, deletes=args.deletes,
                 burst=args.burst, rate=args.rate, idle_seconds=args.idle, threads=args.threads,
-                status_interval=args.status_interval)  # fmt: skip
+                status_interval=args.status_interval, cold_timeout=args.cold_timeout)  # fmt: skip
     results = run(plan)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,5 +47,4 @@ if [ ! -e "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
-bash scripts/build-k8s.sh
 echo "setup.sh: ready (.venv, $(.venv/bin/python -c 'import bcc, sys; print("bcc ok, python", sys.version.split()[0])'))"

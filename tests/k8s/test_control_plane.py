@@ -306,3 +306,23 @@ def test_operator_survives_api_server_restart_and_watch_expiry(kube: KubeAPI, op
     assert operator.alive(), operator.log()[-3000:]
     # Exactly the two real changes were written; the re-lists wrote nothing.
     assert operator.writes() - before == 2
+
+
+def test_one_leader_at_a_time(kube: KubeAPI, operator: OperatorProcess) -> None:
+    """A second instance waits for the Lease and writes nothing; when the
+    leader stops (and releases the Lease) it takes over at once. Runs last:
+    it stops the module's operator."""
+    kube.ensure_namespace("lead", {"meshaccel.io/accelerate": "enabled"})
+    second = OperatorProcess(kube)
+    try:
+        with pytest.raises(TimeoutError):
+            second.start(timeout=4)  # kopf (and its /healthz) starts only once leader
+        assert second.alive(), second.log()[-2000:]
+        holder = get_json(kube, "lease", "meshaccel-operator", "-n", NAMESPACE)["spec"]["holderIdentity"]
+        assert holder.endswith(f"-{operator.proc.pid}")  # type: ignore[union-attr]
+        operator.stop()
+        wait_for(second.healthy, 15, "the second instance to take over")
+        create_running_pod(kube, pod_manifest("l1", "lead", "node-l"), "10.244.11.10")
+        eventually(kube, "node-l", ["lead/l1"])
+    finally:
+        second.stop()

@@ -20,7 +20,7 @@ from meshaccel.api.v1alpha1 import GROUP, VERSION, AccelerationPolicy
 from meshaccel.lab.kube import KubeAPI
 
 SMALL = Plan(nodes=10, pods_per_node=30, churn=30, deletes=10, burst=30, rate=50, idle_seconds=3,
-             threads=8, status_interval=1.0, timeout=30)  # fmt: skip
+             threads=8, status_interval=1.0, timeout=30, cold_timeout=60)  # fmt: skip
 
 
 def _only_the_default_policy(kube: KubeAPI) -> None:
