@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +112,10 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
         assert condition(st, "Ready") == "True" and condition(st, "KernelSupported") == "True"
         assert condition(st, "Degraded") == "False"
         assert st["features"]["selftest.redirect"] is True
+        # Nothing changes: nothing is written (bounded, change-driven status).
+        writes = agent.metrics()["meshaccel_status_writes_total"]
+        time.sleep(3)
+        assert agent.metrics()["meshaccel_status_writes_total"] == writes
 
         before = agent.metrics().get("meshaccel_redirected_bytes_total", 0.0)
         result = echo(a, b.ip)
@@ -124,6 +129,12 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
 
         wait_for(lambda: policy().get("acceleratedPods", 0) >= 2, 15, "the policy to count both pods")
 
+        # The API server restarts and its history is compacted: the agent's
+        # watch expires (410) and re-lists, keeping its enrolment meanwhile.
+        relists = agent.metrics()["meshaccel_node_watch_relists"]
+        kube.compact_etcd()
+        kube.restart_apiserver()
+        assert echo(a, b.ip, 4096)["ok"]
         # Opt one pod out: the operator drops it, the agent un-enrols it, and
         # a new connection between them stays on kernel TCP.
         kube.kubectl("label", "pod", "server", "-n", ns, "meshaccel.io/accelerate=disabled")
@@ -131,6 +142,7 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
         before = agent.metrics()["meshaccel_redirected_bytes_total"]
         assert echo(a, b.ip)["ok"]
         assert agent.metrics()["meshaccel_redirected_bytes_total"] == before
+        assert agent.metrics()["meshaccel_node_watch_relists"] > relists
     finally:
         agent.stop()
         print(agent.log()[-3000:])

@@ -24,6 +24,8 @@ from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
 
 from meshaccel.agent.datapath import Datapath, DesiredNetns, cleanup
 from meshaccel.agent.layout import Counter
@@ -198,8 +200,15 @@ class KubernetesAgent(AgentRunner):
         self._reconciled_at: str | None = None
         self._reported: NodeEnrolmentStatus | None = None
         self._reported_at = 0.0
-        self._status_dirty = True
-        self.status_writes = 0
+        self.status_writes = PromCounter(
+            "meshaccel_status_writes", "Writes of this node's NodeEnrolment status", registry=self.registry
+        )
+        self.watch_relists = Gauge(
+            "meshaccel_node_watch_relists",
+            "Lists of the node object (start, expired or broken watches)",
+            registry=self.registry,
+        )
+        self.watch_relists.set_function(lambda: self.watch.relists)
 
     def run(self) -> None:
         self.watch.start()
@@ -229,7 +238,6 @@ class KubernetesAgent(AgentRunner):
         self._desired_count = len(spec.pods)
         if changed or self._reconciled_at is None:
             self._reconciled_at = now_rfc3339()
-            self._status_dirty = True
             for p in problems:
                 log.warning("pod %s not enrolled (%s): %s", p.pod, p.reason, p.message)
 
@@ -323,7 +331,7 @@ class KubernetesAgent(AgentRunner):
             self._reported_at = time.monotonic()
             return
         self._reported, self._reported_at = status, time.monotonic()
-        self.status_writes += 1
+        self.status_writes.inc()
 
     # -- shutdown --------------------------------------------------------------
 

@@ -52,9 +52,9 @@ class AgentRunner:
         self._heartbeat = time.monotonic()
         self.state = AgentState()
         self._stop = threading.Event()
-        registry = CollectorRegistry()
-        registry.register(DatapathCollector(self.snapshot))
-        self.http = AgentHTTPServer(metrics_address, registry, self.healthy, self.ready)
+        self.registry = CollectorRegistry()
+        self.registry.register(DatapathCollector(self.snapshot))
+        self.http = AgentHTTPServer(metrics_address, self.registry, self.healthy, self.ready)
 
     # -- what a mode provides ------------------------------------------------
 
