@@ -214,7 +214,7 @@ def test_agent_daemonset_lifecycle(kube: KubeAPI, operator: OperatorProcess) -> 
         res = kube.kubectl("get", "ds", "meshaccel-agent", "-n", NAMESPACE, "-o", "json", check=False)
         return json.loads(res.stdout) if res.returncode == 0 else None
 
-    wait_for(lambda: ds() is not None, 15, "the agent DaemonSet")
+    wait_for(lambda: ds() is not None, 30, "the agent DaemonSet")
     pod_spec = ds()["spec"]["template"]["spec"]  # type: ignore[index]
     agent = pod_spec["containers"][0]
     assert agent["image"] == "registry.example.com/meshaccel/agent:0.1.0"
@@ -225,7 +225,7 @@ def test_agent_daemonset_lifecycle(kube: KubeAPI, operator: OperatorProcess) -> 
 
     kube.kubectl("patch", "nodeagent", "meshaccel-agent", "-n", NAMESPACE, "--type=merge",
                  "-p", '{"spec":{"logLevel":"debug"}}')  # fmt: skip
-    wait_for(lambda: "--log-level=debug" in ds()["spec"]["template"]["spec"]["containers"][0]["args"], 15, "update")  # type: ignore[index]
+    wait_for(lambda: "--log-level=debug" in ds()["spec"]["template"]["spec"]["containers"][0]["args"], 30, "update")  # type: ignore[index]
 
     # A rollout (no kubelets here: the DaemonSet controller's status by hand).
     kube.kubectl("patch", "ds", "meshaccel-agent", "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p",
@@ -236,16 +236,16 @@ def test_agent_daemonset_lifecycle(kube: KubeAPI, operator: OperatorProcess) -> 
         st = get_json(kube, "nodeagent", "meshaccel-agent", "-n", NAMESPACE).get("status") or {}
         return next((c["status"] for c in st.get("conditions", []) if c["type"] == "Available"), "")
 
-    wait_for(lambda: available() == "True", 15, "NodeAgent Available")
+    wait_for(lambda: available() == "True", 30, "NodeAgent Available")
 
     # Someone deletes the DaemonSet: the operator puts it back.
     uid = ds()["metadata"]["uid"]  # type: ignore[index]
     kube.kubectl("delete", "ds", "meshaccel-agent", "-n", NAMESPACE)
-    wait_for(lambda: (d := ds()) is not None and d["metadata"]["uid"] != uid, 15, "the DaemonSet recreated")
+    wait_for(lambda: (d := ds()) is not None and d["metadata"]["uid"] != uid, 30, "the DaemonSet recreated")
 
     # Uninstall: deleting the NodeAgent removes the DaemonSet (agents then detach).
     kube.kubectl("delete", "nodeagent", "meshaccel-agent", "-n", NAMESPACE, "--timeout=30s")
-    wait_for(lambda: ds() is None, 15, "the DaemonSet deleted")
+    wait_for(lambda: ds() is None, 30, "the DaemonSet deleted")
 
 
 # --- RBAC ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,43 +43,74 @@ def metrics_of(url: str) -> dict[str, float]:
     return out
 
 
-class OperatorProcess:
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class _Component:
+    """A `meshaccel` process of the control plane, logging into the API
+    server's work dir, ended by PID."""
+
+    what = "component"
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, args: list[str], ready: Callable[[], bool], timeout: float, **env: str) -> None:
+        # The test API server's certificate is self-signed (kubeconfigs skip
+        # verification); keep urllib3's warning about it out of the log.
+        full_env = {**os.environ, "PYTHONWARNINGS": "ignore:Unverified HTTPS", **env}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "meshaccel.cli", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                start_new_session=True,
+            )
+        wait_for(lambda: not self.alive() or ready(), timeout, f"the {self.what} to become ready")
+        if not self.alive():
+            raise RuntimeError(f"{self.what} exited:\n{self.log()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=30)
+            self.proc = None
+
+
+class OperatorProcess(_Component):
     """`meshaccel operator` with the operator's own service account (so the
     tests also prove its RBAC is enough)."""
+
+    what = "operator"
 
     def __init__(self, kube: KubeAPI, status_interval: float = 1.0) -> None:
         self.kube = kube
         self.metrics_port, self.health_port = _free_port(), _free_port()
         self.kubeconfig = kube.service_account_kubeconfig(NAMESPACE, OPERATOR_SA)
-        self.log_path = kube.workdir / f"operator-{self.metrics_port}.log"
         self.status_interval = status_interval
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(kube.workdir / f"operator-{self.metrics_port}.log")
 
     def start(self, timeout: float = 30.0) -> None:
-        # The test API server's certificate is self-signed (kubeconfig skips
-        # verification); keep urllib3's warning about it out of the log.
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONWARNINGS": "ignore:Unverified HTTPS"}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "meshaccel.cli", "operator", "--namespace", NAMESPACE,
-                 "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-                 "--liveness-address", f"127.0.0.1:{self.health_port}",
-                 "--status-interval", str(self.status_interval)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        wait_for(lambda: self.alive() is False or self.healthy(), timeout, "the operator's /healthz")
-        if not self.alive():
-            raise RuntimeError(f"operator exited:\n{self.log()[-3000:]}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        """Returns once kopf serves /healthz, i.e. after winning the Lease."""
+        args = ["operator", "--namespace", NAMESPACE, "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+                "--liveness-address", f"127.0.0.1:{self.health_port}",
+                "--status-interval", str(self.status_interval)]  # fmt: skip
+        self._launch(args, self.healthy, timeout, KUBECONFIG=str(self.kubeconfig))
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return _http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def metrics(self) -> dict[str, float]:
         return metrics_of(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -86,14 +118,6 @@ class OperatorProcess:
     def writes(self) -> float:
         m = self.metrics()
         return sum(v for k, v in m.items() if k.startswith("meshaccel_operator_node_writes_total"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, timeout=15)
-            self.proc = None
 
 
 def pod_manifest(
@@ -142,9 +166,11 @@ def agent_kubeconfig(kube: KubeAPI, node: str, pod_name: str | None = None) -> P
     return kube.service_account_kubeconfig(NAMESPACE, AGENT_SA, bound_pod=pod_name)
 
 
-class KubeAgentProcess:
+class KubeAgentProcess(_Component):
     """`meshaccel agent --kubernetes` for one node, with a token bound to an
     agent pod on that node (as the kubelet would mount it)."""
+
+    what = "Kubernetes-mode agent"
 
     def __init__(self, kube: KubeAPI, node: str, pod_cgroup_root: Path, daemonset: str = "meshaccel-agent") -> None:
         self.kube, self.node = kube, node
@@ -152,40 +178,17 @@ class KubeAgentProcess:
         self.kubeconfig = agent_kubeconfig(kube, node)
         self.cgroup_root = pod_cgroup_root
         self.daemonset = daemonset
-        self.log_path = kube.workdir / f"agent-{node}-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(kube.workdir / f"agent-{node}-{self.port}.log")
 
     def start(self, timeout: float = 60.0) -> None:
-        env = {**os.environ, "PYTHONWARNINGS": "ignore:Unverified HTTPS"}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "meshaccel.cli", "agent", "--kubernetes", "--node-name", self.node,
-                 "--namespace", NAMESPACE, "--daemonset", self.daemonset, "--kubeconfig", str(self.kubeconfig),
-                 "--pod-cgroup-root", str(self.cgroup_root), "--metrics-address", f"127.0.0.1:{self.port}",
-                 "--status-interval", "1"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        wait_for(lambda: not self.alive() or self.ready(), timeout, "the Kubernetes-mode agent")
-        if not self.alive():
-            raise RuntimeError(f"agent exited:\n{self.log()[-3000:]}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        args = ["agent", "--kubernetes", "--node-name", self.node, "--namespace", NAMESPACE,
+                "--daemonset", self.daemonset, "--kubeconfig", str(self.kubeconfig),
+                "--pod-cgroup-root", str(self.cgroup_root), "--metrics-address", f"127.0.0.1:{self.port}",
+                "--status-interval", "1"]  # fmt: skip
+        self._launch(args, self.ready, timeout)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return _http_ok(f"http://127.0.0.1:{self.port}/readyz")
 
     def metrics(self) -> dict[str, float]:
         return metrics_of(f"http://127.0.0.1:{self.port}/metrics")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, timeout=30)
-            self.proc = None

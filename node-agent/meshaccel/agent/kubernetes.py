@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
@@ -42,18 +42,11 @@ from meshaccel.api.v1alpha1 import (
     PodProblem,
     TrafficCounters,
 )
+from meshaccel.kubeclient import api_client
 
 log = logging.getLogger(__name__)
 
-
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+__all__ = ["KubernetesAgent", "NodeObjectWatch", "api_client", "desired_from"]
 
 
 class NodeObjectWatch:

@@ -25,11 +25,10 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshaccel.agent.syscalls import CLONE_NEWNET, SO_NETNS_COOKIE, setns
+from meshaccel.agent.netns import current_netns_cookie, in_netns
 
 
 class Problem:
@@ -91,40 +90,21 @@ def _netns_id(pid: int, proc: Path) -> tuple[int, int] | None:
 
 
 def _probe(path: str, ips: list[str]) -> tuple[int, list[str]]:
-    """Inside the namespace at @path: its cookie, and which @ips are not local.
+    """Inside the namespace at @path: its cookie, and which @ips are not local."""
 
-    setns() moves only the calling thread, so a short-lived thread does it."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    out: list[tuple[int, list[str]]] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            setns(fd, CLONE_NEWNET)
-            missing = []
-            for ip in ips:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    try:
-                        s.bind((ip, 0))
-                    except OSError as exc:
-                        if exc.errno != errno.EADDRNOTAVAIL:
-                            raise
-                        missing.append(ip)
+    def probe() -> tuple[int, list[str]]:
+        missing = []
+        for ip in ips:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                cookie = int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
-            out.append((cookie, missing))
-        except BaseException as exc:  # reported below
-            failure.append(exc)
+                try:
+                    s.bind((ip, 0))  # succeeds only for an address of this netns
+                except OSError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL:
+                        raise
+                    missing.append(ip)
+        return current_netns_cookie(), missing
 
-    try:
-        t = threading.Thread(target=run, name="netns-probe")
-        t.start()
-        t.join()
-    finally:
-        os.close(fd)
-    if failure:
-        raise OSError(f"{path}: {failure[0]}")
-    return out[0]
+    return in_netns(path, probe)
 
 
 def resolve_pod(cgroup_root: Path, uid: str, ips: list[str], proc: Path = Path("/proc")) -> PodNetns:

@@ -8,21 +8,15 @@ import json
 import logging
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from meshaccel.api.v1alpha1 import API_VERSION, GROUP, VERSION, NodeEnrolment
+from meshaccel.kubeclient import api_client
 
 log = logging.getLogger(__name__)
 
-
-def api_client() -> client.ApiClient:
-    """In a pod: the service account; elsewhere: $KUBECONFIG (as kopf does)."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+__all__ = ["KubeNodeEnrolments", "api_client", "apply_daemonset", "patch_status"]
 
 
 class KubeNodeEnrolments:
