@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from meshaccel.api.conditions import now_rfc3339, set_condition
@@ -38,14 +38,13 @@ from meshaccel.api.v1alpha1 import (
 )
 from meshaccel.operator import kubeapi
 from meshaccel.operator.deploy import daemonset
-from meshaccel.operator.desired import PodFacts, pod_facts
+from meshaccel.operator.podindex import PodIndex
 from meshaccel.operator.status import policy_status
 from meshaccel.operator.writer import ClusterView, NodeWriter
 
 log = logging.getLogger(__name__)
 
 POLICY_STATUS_WRITES = Counter("meshaccel_operator_policy_status_writes", "AccelerationPolicy status writes")
-PODS_INDEXED = Gauge("meshaccel_operator_pods_indexed", "Pods bound to a node, as seen by the operator")
 
 
 @dataclass
@@ -59,7 +58,9 @@ class Runtime:
     writer: NodeWriter | None = None
     indexes: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pods: PodIndex | None = None
     may_write: Callable[[], bool] = lambda: True  # the leader elector's holds()
+    seen: dict[tuple[str, str], Any] = field(default_factory=dict)  # last labels/spec per namespace/policy
 
 
 RUNTIME = Runtime()
@@ -76,9 +77,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300  # re-list at least every 5 min
     settings.watching.reconnect_backoff = 1.0
     RUNTIME.api = kubeapi.api_client()
-    RUNTIME.writer = NodeWriter(
+    RUNTIME.writer = writer = NodeWriter(
         kubeapi.KubeNodeEnrolments(RUNTIME.api), debounce=RUNTIME.debounce, may_write=RUNTIME.may_write
     )
+    RUNTIME.pods = PodIndex(RUNTIME.api, on_node=writer.mark, on_all=writer.mark_all)
+    RUNTIME.pods.start(asyncio.get_running_loop())
     RUNTIME.tasks = [
         asyncio.create_task(RUNTIME.writer.run(), name="node-writer"),
         asyncio.create_task(_status_loop(), name="policy-status"),
@@ -86,12 +89,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 # --- indexes -----------------------------------------------------------------------
-
-
-@kopf.index("pods")
-def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, PodFacts] | None:
-    facts = pod_facts(body)
-    return {facts.node: facts} if facts else None
 
 
 @kopf.index("namespaces")
@@ -162,7 +159,8 @@ def _bind(indexes: dict[str, Any]) -> NodeWriter:
     assert writer is not None
     if writer.view is None:
         RUNTIME.indexes = indexes
-        pods = indexes["pods_by_node"]
+        pods = RUNTIME.pods
+        assert pods is not None
         nodes = _Unique(indexes["node_enrolments"])
 
         def current(node: str) -> NodeEnrolmentSpec | None:
@@ -170,37 +168,41 @@ def _bind(indexes: dict[str, Any]) -> NodeWriter:
             return entry[0] if entry else None
 
         writer.view = ClusterView(
-            pods_on=lambda node: list(pods.get(node, [])),
-            nodes_with_pods=lambda: list(pods.keys()),
+            pods_on=pods.pods_on,
+            nodes_with_pods=pods.nodes,
+            synced=lambda: pods.synced,
             namespaces=_Unique(indexes["namespace_labels"]),
             policies=_PolicySpecs(indexes["policies"]),
             current=current,
         )
         writer.mark_all()
-        log.info("indexes complete: %d node(s) with pods, %d namespace(s)", len(pods), len(writer.view.namespaces))
+        log.info("kopf indexes complete: %d namespace(s)", len(writer.view.namespaces))
     return writer
 
 
 # --- events: mark what changed -----------------------------------------------------
 
 
-@kopf.on.event("pods")
-def pod_event(body: kopf.Body, **kwargs: Any) -> None:
+def _mark_all_if_changed(kind: str, name: str, type: str | None, relevant: Any, kwargs: dict[str, Any]) -> None:
+    """Re-evaluate every node, but only when what selection depends on changed:
+    a namespace's labels, a policy's spec. Annotations, our own status writes
+    and re-lists then cost nothing."""
     writer = _bind(_indexes(kwargs))
-    node = (body.get("spec") or {}).get("nodeName")
-    if node:
-        writer.mark(node)
-    PODS_INDEXED.set(sum(len(s) for s in kwargs["pods_by_node"].values()))
+    key = (kind, name)
+    value = None if type == "DELETED" else relevant
+    if RUNTIME.seen.get(key, ...) != value:
+        RUNTIME.seen[key] = value
+        writer.mark_all()
 
 
 @kopf.on.event("namespaces")
-def namespace_event(**kwargs: Any) -> None:
-    _bind(_indexes(kwargs)).mark_all()
+def namespace_event(name: str, type: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    _mark_all_if_changed("namespace", name, type, dict(labels), kwargs)
 
 
 @kopf.on.event(GROUP, VERSION, AccelerationPolicy.plural)
-def policy_event(**kwargs: Any) -> None:
-    _bind(_indexes(kwargs)).mark_all()
+def policy_event(name: str, type: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
+    _mark_all_if_changed("policy", name, type, dict(spec), kwargs)
 
 
 @kopf.on.event(GROUP, VERSION, NodeEnrolment.plural)
@@ -211,7 +213,7 @@ def node_enrolment_event(name: str, type: str | None, spec: kopf.Spec, **kwargs:
 
 
 def _indexes(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs[k] for k in ("pods_by_node", "namespace_labels", "policies", "node_enrolments")}
+    return {k: kwargs[k] for k in ("namespace_labels", "policies", "node_enrolments")}
 
 
 # --- policy status ----------------------------------------------------------------
@@ -232,7 +234,8 @@ async def _write_policy_statuses() -> None:
     if not RUNTIME.may_write():
         return
     idx = RUNTIME.indexes
-    pods = [p for store in idx["pods_by_node"].values() for p in store]
+    assert RUNTIME.pods is not None
+    pods = list(RUNTIME.pods.all())
     namespaces = _Unique(idx["namespace_labels"])
     nodes = {name: entry[1] for name, entry in _Unique(idx["node_enrolments"]).items()}
     now = now_rfc3339()
@@ -278,7 +281,7 @@ async def remove_agent(name: str, namespace: str | None, **_: Any) -> None:
     log.info("agent DaemonSet %s/%s deleted", namespace, name)
 
 
-@kopf.timer(GROUP, VERSION, NodeAgent.plural, interval=5.0, idle=0)
+@kopf.timer(GROUP, VERSION, NodeAgent.plural, interval=5.0, backoff=5.0)
 async def watch_agent(
     name: str, namespace: str | None, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> None:

@@ -74,8 +74,15 @@ def apply_daemonset(api: client.ApiClient, body: dict[str, Any]) -> str:
     except ApiException as exc:
         if exc.status != 404:
             raise
-        apps.create_namespaced_daemon_set(meta["namespace"], body)
-        return "created"
+        try:
+            apps.create_namespaced_daemon_set(meta["namespace"], body)
+            return "created"
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            # Created meanwhile (the create handler and the timer race at a
+            # NodeAgent's birth): compare with what is there now.
+            current = apps.read_namespaced_daemon_set(meta["name"], meta["namespace"])
     if (current.metadata.annotations or {}).get(TEMPLATE_HASH) == digest:
         return "unchanged"
     body["metadata"]["resourceVersion"] = current.metadata.resource_version

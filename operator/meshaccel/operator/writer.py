@@ -38,6 +38,7 @@ class ClusterView:
 
     pods_on: Callable[[str], Iterable[PodFacts]]
     nodes_with_pods: Callable[[], Iterable[str]]
+    synced: Callable[[], bool]  # the pod index has its first full listing
     namespaces: Mapping[str, Mapping[str, str]]
     policies: Iterable[AccelerationPolicySpec]
     current: Callable[[str], NodeEnrolmentSpec | None]  # spec in the API server, None if no object
@@ -58,7 +59,9 @@ class NodeWriter:
         debounce: float = 0.05,
         retry: float = 1.0,
         may_write: Callable[[], bool] = lambda: True,
+        parallel: int = 8,
     ) -> None:
+        self._slots = asyncio.Semaphore(parallel)  # writes in flight at once
         self.store = store
         self.may_write = may_write  # false while leadership is not confirmed
         self.debounce = debounce
@@ -90,22 +93,25 @@ class NodeWriter:
             await self._wake.wait()
             await asyncio.sleep(self.debounce)  # coalesce a burst of events
             self._wake.clear()
-            if self.view is None:
-                continue  # indexes not complete yet; marks are kept
+            if self.view is None or not self.view.synced():
+                continue  # no complete picture yet; marks are kept
             view = self.view
             dirty, self._dirty = self._dirty, {}
             if self._all_since is not None:
                 for node in set(view.nodes_with_pods()) | set(self._written):
                     dirty.setdefault(node, self._all_since)
                 self._all_since = None
-            for node, since in sorted(dirty.items()):
-                try:
-                    await self._sync(view, node, since)
-                except Exception as exc:  # API errors, conflicts: retry this node later
-                    WRITE_ERRORS.inc()
-                    log.warning("NodeEnrolment %s: write failed (%s); retrying in %.0fs", node, exc, self.retry)
-                    self._dirty.setdefault(node, since)
-                    asyncio.get_running_loop().call_later(self.retry, self._wake.set)
+            await asyncio.gather(*(self._sync_one(view, node, since) for node, since in sorted(dirty.items())))
+
+    async def _sync_one(self, view: ClusterView, node: str, since: float) -> None:
+        async with self._slots:
+            try:
+                await self._sync(view, node, since)
+            except Exception as exc:  # API errors, conflicts: retry this node later
+                WRITE_ERRORS.inc()
+                log.warning("NodeEnrolment %s: write failed (%s); retrying in %.0fs", node, exc, self.retry)
+                self._dirty.setdefault(node, since)
+                asyncio.get_running_loop().call_later(self.retry, self._wake.set)
 
     async def _sync(self, view: ClusterView, node: str, since: float) -> None:
         if not self.may_write():
