@@ -6,6 +6,7 @@ root after scripts/setup.sh installed BCC, the headers and the peers.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from meshaccel.agent.datapath import PinRoot
+from meshaccel.agent.host import find_cgroup2
 from meshaccel.agent.netns import netns_cookie
 from meshaccel.lab.agent import AgentProcess
 from meshaccel.lab.sidecar import add_sidecar
@@ -46,6 +48,8 @@ def agent() -> Iterator[AgentProcess]:
     finally:
         proc.close()
         assert not PinRoot("/sys/fs/bpf").path.exists(), "cleanup left pins behind"
+        leftovers = glob.glob(os.path.join(find_cgroup2(), "meshaccel-selftest-*"))
+        assert not leftovers, f"self-test cgroups left behind: {leftovers}"
 
 
 @pytest.fixture

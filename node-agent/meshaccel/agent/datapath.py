@@ -526,6 +526,9 @@ def cleanup(bpffs: str, cgroup: str, wait_seconds: float = 0.0) -> CleanupReport
     connections are kept (after waiting up to @wait_seconds); a later cleanup
     finishes the job.
     """
+    from meshaccel.agent.selftest import remove_stale_cgroups
+
+    remove_stale_cgroups(cgroup)
     pins = PinRoot(bpffs)
     orphans = our_sockops_on(cgroup)
     if not pins.path.exists() and not orphans:

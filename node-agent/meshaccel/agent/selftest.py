@@ -25,6 +25,7 @@ import array
 import ctypes as ct
 import ctypes.util
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -61,6 +62,25 @@ class SelfTestReport:
 # -- parent side -----------------------------------------------------------
 
 
+SELFTEST_CGROUP_PREFIX = "meshaccel-selftest-"
+
+
+def remove_stale_cgroups(parent: str) -> int:
+    """Remove self-test cgroups a killed agent left behind (SIGKILL during
+    start-up skips every finally). Only empty ones can go: rmdir refuses a
+    cgroup that still has processes, e.g. another agent's running self-test."""
+    removed = 0
+    for path in glob.glob(os.path.join(parent, SELFTEST_CGROUP_PREFIX + "*")):
+        if path.endswith(f"-{os.getpid()}"):
+            continue
+        try:
+            os.rmdir(path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def run_selftest(datapath: object, timeout: float = 60.0) -> SelfTestReport:
     """Run the checks against @datapath (a prepared meshaccel Datapath)."""
     from meshaccel.agent.datapath import Datapath, attach_sockops, detach_sockops
@@ -68,7 +88,9 @@ def run_selftest(datapath: object, timeout: float = 60.0) -> SelfTestReport:
 
     assert isinstance(datapath, Datapath)
     report = SelfTestReport()
-    cgroup = os.path.join(datapath.cgroup, f"meshaccel-selftest-{os.getpid()}")
+    if stale := remove_stale_cgroups(datapath.cgroup):
+        log.info("self-test: removed %d cgroup(s) left by a killed agent", stale)
+    cgroup = os.path.join(datapath.cgroup, f"{SELFTEST_CGROUP_PREFIX}{os.getpid()}")
     os.makedirs(cgroup, exist_ok=True)
     private_attach = not datapath.sockops_attached()
     cookie = 0
