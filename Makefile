@@ -14,9 +14,10 @@ demo: setup
 test: setup k8s-binaries lint
 	$(PY) -m pytest -p no:cacheprovider tests
 
-## k8s-binaries: kube-apiserver + etcd for the k8s tier, built once from the Go module proxy
+## k8s-binaries: kube-apiserver + etcd (and helm) for the k8s tier, built once from the Go module proxy
 k8s-binaries:
 	bash scripts/build-k8s.sh
+	bash scripts/build-helm.sh
 
 setup:
 	bash scripts/setup.sh

@@ -39,12 +39,22 @@ def dump(*documents: dict[str, Any]) -> str:
 
 def rendered() -> Iterator[tuple[str, str]]:
     """(path relative to the repo root, content) of every generated file."""
-    for kind in KINDS:
-        yield f"manifests/crds/{kind.plural}.yaml", dump(crd(kind))
     from meshaccel.operator.deploy import operator_deployment, rbac_documents  # the operator owns these
 
+    for kind in KINDS:
+        yield f"manifests/crds/{kind.plural}.yaml", dump(crd(kind))
+        yield f"charts/meshaccel/crds/{kind.plural}.yaml", dump(crd(kind))
     yield "manifests/rbac.yaml", dump(*rbac_documents())
     yield "manifests/operator.yaml", dump(operator_deployment())
+    # The chart renders the same objects into the release namespace (Helm
+    # substitutes the {{ }} placeholders; the release namespace itself is
+    # created by `helm install --create-namespace`).
+    ns = "{{ .Release.Namespace }}"
+    yield "charts/meshaccel/templates/rbac.yaml", dump(*rbac_documents(namespace=ns, with_namespace=False))
+    yield (
+        "charts/meshaccel/templates/operator.yaml",
+        dump(operator_deployment(image="{{ .Values.operator.image }}", namespace=ns)),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

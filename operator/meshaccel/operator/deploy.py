@@ -199,7 +199,9 @@ def _binding(kind: str, name: str, sa: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def rbac_documents(namespace: str = NAMESPACE, agent_daemonset: str = "meshaccel-agent") -> list[dict[str, Any]]:
+def rbac_documents(
+    namespace: str = NAMESPACE, agent_daemonset: str = "meshaccel-agent", with_namespace: bool = True
+) -> list[dict[str, Any]]:
     """Service accounts, roles and bindings of the operator and the agent, and
     the admission policy that confines each agent to its own node's status.
 
@@ -307,7 +309,7 @@ def rbac_documents(namespace: str = NAMESPACE, agent_daemonset: str = "meshaccel
         "metadata": {"name": namespace, "labels": {**PART_OF, "pod-security.kubernetes.io/enforce": "privileged"}},
     }
     return [
-        namespace_doc,
+        *([namespace_doc] if with_namespace else []),
         *sa,
         operator_cluster,
         _binding("ClusterRoleBinding", OPERATOR_SA, OPERATOR_SA, namespace),
