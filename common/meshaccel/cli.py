@@ -103,7 +103,8 @@ def _run_agent(args: argparse.Namespace) -> int:
     if args.kubernetes:
         from pathlib import Path
 
-        from meshaccel.agent.kubernetes import KubernetesAgent, api_client
+        from meshaccel.agent.kubernetes import KubernetesAgent
+        from meshaccel.kubeclient import api_client
 
         KubernetesAgent(
             datapath,

@@ -2,9 +2,9 @@
 
 The agent watches one object (its node's NodeEnrolment, by name), resolves
 each listed pod to its network namespace (see podnetns), reconciles the
-datapath, and writes the object's status: at once (at most one write per
-`min_interval`) when the enrolment or health changed, and otherwise only when
-the counters moved, at most once per `status_interval`. An idle node writes
+datapath, and writes the object's status: within `min_interval` when the
+enrolment or health changed, and otherwise only when the counters moved,
+checked every `status_interval`. An idle node writes
 nothing.
 
 At SIGTERM it asks the API server whether its own DaemonSet still exists and
@@ -42,11 +42,8 @@ from meshaccel.api.v1alpha1 import (
     PodProblem,
     TrafficCounters,
 )
-from meshaccel.kubeclient import api_client
 
 log = logging.getLogger(__name__)
-
-__all__ = ["KubernetesAgent", "NodeObjectWatch", "api_client", "desired_from"]
 
 
 class NodeObjectWatch:
@@ -192,7 +189,8 @@ class KubernetesAgent(AgentRunner):
         self._problems: list[PodProblem] = []
         self._reconciled_at: str | None = None
         self._reported: NodeEnrolmentStatus | None = None
-        self._reported_at = 0.0
+        self._checked_at = 0.0
+        self._status_dirty = True  # enrolment or health changed since the last status
         self.status_writes = PromCounter(
             "meshaccel_status_writes", "Writes of this node's NodeEnrolment status", registry=self.registry
         )
@@ -225,12 +223,14 @@ class KubernetesAgent(AgentRunner):
         generation, spec = latest
         desired, enrolled, problems = desired_from(spec.pods, self.cgroup_root)
         if not self.apply(desired):
+            self._status_dirty = True  # Ready turns False
             return
         changed = (generation, enrolled, problems) != (self._generation, self._enrolled, self._problems)
         self._generation, self._enrolled, self._problems = generation, enrolled, problems
         self._desired_count = len(spec.pods)
         if changed or self._reconciled_at is None:
             self._reconciled_at = now_rfc3339()
+            self._status_dirty = True
             for p in problems:
                 log.warning("pod %s not enrolled (%s): %s", p.pod, p.reason, p.message)
 
@@ -300,30 +300,31 @@ class KubernetesAgent(AgentRunner):
             conditions=conds,
         )
 
-    def report_status(self, force: bool = False) -> None:
-        since = time.monotonic() - self._reported_at
-        if not force and since < self.min_interval:
+    def report_status(self) -> None:
+        """Write the status when it differs from the last one written.
+
+        Building it walks the whole sockhash (the socket count), so it is
+        built at most every `min_interval` after the enrolment changed and
+        otherwise only every `status_interval` (counters)."""
+        since = time.monotonic() - self._checked_at
+        if since < (self.min_interval if self._status_dirty else self.status_interval):
             return
+        self._checked_at = time.monotonic()
+        self._status_dirty = False
         status = self.build_status()
-        if self._reported is not None and not force:
-            same_but_counters = status.model_copy(update={"counters": self._reported.counters}) == self._reported
-            if same_but_counters and (status.counters == self._reported.counters or since < self.status_interval):
-                return
+        if status == self._reported:
+            return
         body = {"status": status.model_dump(mode="json", exclude_none=True)}
         try:
             client.CustomObjectsApi(self.api).patch_cluster_custom_object_status(
                 GROUP, VERSION, NodeEnrolment.plural, self.node, body
             )
-        except ApiException as exc:
-            if exc.status != 404:  # 404: the operator has not created our object yet
-                log.warning("status of NodeEnrolment %s not written: %s %s", self.node, exc.status, exc.reason)
-            self._reported_at = time.monotonic()
+        except Exception as exc:  # 404: the operator has not created our object yet
+            if not (isinstance(exc, ApiException) and exc.status == 404):
+                log.warning("status of NodeEnrolment %s not written: %s", self.node, exc)
+            self._status_dirty = True  # retry after min_interval
             return
-        except Exception as exc:
-            log.warning("status of NodeEnrolment %s not written: %s", self.node, exc)
-            self._reported_at = time.monotonic()
-            return
-        self._reported, self._reported_at = status, time.monotonic()
+        self._reported = status
         self.status_writes.inc()
 
     # -- shutdown --------------------------------------------------------------

@@ -36,6 +36,7 @@ from meshaccel.api.v1alpha1 import (
     NodeEnrolmentSpec,
     NodeEnrolmentStatus,
 )
+from meshaccel.kubeclient import api_client
 from meshaccel.operator import kubeapi
 from meshaccel.operator.deploy import daemonset
 from meshaccel.operator.podindex import PodIndex
@@ -51,7 +52,6 @@ POLICY_STATUS_WRITES = Counter("meshaccel_operator_policy_status_writes", "Accel
 class Runtime:
     """Set by `meshaccel operator` before kopf starts."""
 
-    namespace: str = "meshaccel-system"
     status_interval: float = 10.0
     debounce: float = 0.05
     api: Any = None
@@ -76,7 +76,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300  # re-list at least every 5 min
     settings.watching.reconnect_backoff = 1.0
-    RUNTIME.api = kubeapi.api_client()
+    RUNTIME.api = api_client()
     RUNTIME.writer = writer = NodeWriter(
         kubeapi.KubeNodeEnrolments(RUNTIME.api), debounce=RUNTIME.debounce, may_write=RUNTIME.may_write
     )
@@ -235,7 +235,7 @@ async def _write_policy_statuses() -> None:
         return
     idx = RUNTIME.indexes
     assert RUNTIME.pods is not None
-    pods = list(RUNTIME.pods.all())
+    pods = RUNTIME.pods.all()
     namespaces = _Unique(idx["namespace_labels"])
     nodes = {name: entry[1] for name, entry in _Unique(idx["node_enrolments"]).items()}
     now = now_rfc3339()

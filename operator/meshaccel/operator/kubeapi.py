@@ -12,11 +12,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from meshaccel.api.v1alpha1 import API_VERSION, GROUP, VERSION, NodeEnrolment
-from meshaccel.kubeclient import api_client
 
 log = logging.getLogger(__name__)
-
-__all__ = ["KubeNodeEnrolments", "api_client", "apply_daemonset", "patch_status"]
 
 
 class KubeNodeEnrolments:

@@ -19,11 +19,10 @@ def run(
     status_interval: float,
     lease: str = "meshaccel-operator",
 ) -> int:
+    from meshaccel.kubeclient import api_client
     from meshaccel.operator import handlers  # registers the handlers with kopf
-    from meshaccel.operator.kubeapi import api_client
     from meshaccel.operator.leader import LeaseElector
 
-    handlers.RUNTIME.namespace = namespace
     handlers.RUNTIME.status_interval = status_interval
     host, _, port = metrics_address.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0")

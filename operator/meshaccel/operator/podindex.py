@@ -55,8 +55,8 @@ class PodIndex:
     def nodes(self) -> list[str]:
         return list(self._by_node)
 
-    def all(self) -> Iterator[PodFacts]:
-        return iter(list(self._by_uid.values()))
+    def all(self) -> list[PodFacts]:
+        return list(self._by_uid.values())
 
     # -- writes (event loop thread) -------------------------------------------
 
