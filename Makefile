@@ -2,13 +2,15 @@
 # Everything runs as root on a Debian 12 host (BPF, network namespaces, apt).
 
 PY := .venv/bin/python
+# The workspace's Python packages (README "Layout").
+PACKAGES := api/meshaccel_api node-agent/meshaccel_agent operator/meshaccel_operator cli/meshaccel lab/meshaccel_lab
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test setup lint unit bpf k8s k8s-binaries bench bench-quick clean-host generate
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
-	$(PY) -m meshaccel.cli demo
+	$(PY) -m meshaccel_lab.demo
 
 ## test: install what is needed, then lint, type-check and run every test tier
 test: setup k8s-binaries lint
@@ -25,8 +27,8 @@ setup:
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy common node-agent operator tests bench
-	$(PY) -m meshaccel.manifests --check
+	.venv/bin/mypy $(PACKAGES) tests bench
+	$(PY) -m meshaccel_operator.manifests --check
 
 unit: setup
 	$(PY) -m pytest -p no:cacheprovider -m unit tests
@@ -48,8 +50,8 @@ bench-quick: setup
 
 ## clean-host: uninstall a datapath left behind (detach, unpin when drained)
 clean-host: setup
-	$(PY) -m meshaccel.cli agent --cleanup
+	.venv/bin/meshaccel-agent cleanup
 
 ## generate: regenerate manifests/ (CRDs from the pydantic models, RBAC)
 generate: setup
-	$(PY) -m meshaccel.manifests
+	$(PY) -m meshaccel_operator.manifests

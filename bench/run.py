@@ -1,6 +1,6 @@
 """`make bench` / `make bench-quick`: kernel TCP vs meshaccel vs the AF_UNIX floor.
 
-Builds pods in network namespaces (meshaccel.lab), runs every workload in
+Builds pods in network namespaces (meshaccel_lab), runs every workload in
 every configuration, interleaved by repetition (configurations rotate order
 each repetition), and writes bench/results/latest.{json,md} and PNG plots.
 
@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import ACCEL, FLOOR, KERNEL, NOT_ENROLLED, Sample, markdown, to_json
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.agent.host import find_cgroup2
-from meshaccel.constants import DEFAULT_BPFFS, DEFAULT_CACHE_DIR
-from meshaccel.lab.agent import AgentProcess
-from meshaccel.lab.servers import REDIS_PORT, start_nginx, start_redis
-from meshaccel.lab.sidecar import add_sidecar
-from meshaccel.lab.topology import Lab, Pod, wait_for
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_agent.kernel.host import find_cgroup2
+from meshaccel_api.names import DEFAULT_BPFFS, DEFAULT_CACHE_DIR
+from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.servers import REDIS_PORT, start_nginx, start_redis
+from meshaccel_lab.sidecar import add_sidecar
+from meshaccel_lab.topology import Lab, Pod, wait_for
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -13,7 +13,8 @@
  *      endpoint does the client enter the sockhash (state WAITING). A client
  *      whose peer is remote, unenrolled or the host never sees an INTENT and
  *      never enters the map, so it never sits in a sockhash while receiving
- *      from the stack (FIONREAD/epoll regressions, design brief section 2).
+ *      from the stack (kernels with commit 929e30f93125 report FIONREAD=0
+ *      for it and can lose epoll wake-ups, grafana/beyla#3025).
  *   3. PASSIVE_ESTABLISHED at the server: checks both ISNs against the
  *      client's claim, enters the sockhash and commits the pair (PAIRED).
  *

@@ -42,9 +42,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
   rm -rf .venv
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# The workspace's five distributions, editable, and the development tools.
+MEMBERS=(api node-agent operator cli lab)
+stamp=.venv/.installed-$(cat pyproject.toml "${MEMBERS[@]/%//pyproject.toml}" | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+  editable=()
+  for m in "${MEMBERS[@]}"; do editable+=(-e "./$m"); done
+  .venv/bin/pip install -q --disable-pip-version-check "${editable[@]}" -e '.[dev,bench]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 echo "setup.sh: ready (.venv, $(.venv/bin/python -c 'import bcc, sys; print("bcc ok, python", sys.version.split()[0])'))"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Compile-time configuration. Every value here is a default that the node
- * agent overrides with -D when it compiles the programs (see
- * meshaccel.agent.compile), so map sizes come from the agent's config file. */
+/* Compile-time configuration, set by the node agent with -D when it compiles
+ * the programs (meshaccel_agent.kernel.compile). Map sizes have no default
+ * here: their one source is the MapSizes model of the meshaccel.io API, and a
+ * build without them must fail rather than silently use another size. */
 #ifndef MESHACCEL_CONFIG_H
 #define MESHACCEL_CONFIG_H
 
@@ -23,27 +24,19 @@
 #define MA_FAULT_NO_REDIRECT 0
 #endif
 
-/* Established sockets that can be redirected at once (two per connection). */
-#ifndef MA_SOCKHASH_ENTRIES
-#define MA_SOCKHASH_ENTRIES 65536
-#endif
-
-/* Handshakes in flight: a SYN seen by an enrolled server until the client's
- * first send (or the server's accept) settles the pair. LRU, so abandoned
- * handshakes (SYN floods, clients that never finish) age out by themselves. */
-#ifndef MA_PAIRS_ENTRIES
-#define MA_PAIRS_ENTRIES 65536
-#endif
-
-/* Enrolled network namespaces and the IPv4 addresses that belong to them. */
-#ifndef MA_NETNS_ENTRIES
-#define MA_NETNS_ENTRIES 4096
-#endif
-#ifndef MA_ENDPOINT_ENTRIES
-#define MA_ENDPOINT_ENTRIES 16384
-#endif
-#ifndef MA_EXCLUDED_PORT_ENTRIES
-#define MA_EXCLUDED_PORT_ENTRIES 16384
+/* Map capacities (entries):
+ *   MA_SOCKHASH_ENTRIES       established sockets redirected at once (two
+ *                             per connection)
+ *   MA_PAIRS_ENTRIES          handshakes in flight: a SYN seen by an enrolled
+ *                             server until the pair settles. LRU, so abandoned
+ *                             handshakes (SYN floods) age out by themselves.
+ *   MA_NETNS_ENTRIES          enrolled network namespaces
+ *   MA_ENDPOINT_ENTRIES       their IPv4 addresses
+ *   MA_EXCLUDED_PORT_ENTRIES  (namespace, port) pairs never accelerated */
+#if !defined(MA_SOCKHASH_ENTRIES) || !defined(MA_PAIRS_ENTRIES) ||          \
+	!defined(MA_NETNS_ENTRIES) || !defined(MA_ENDPOINT_ENTRIES) ||      \
+	!defined(MA_EXCLUDED_PORT_ENTRIES)
+#error "map sizes are set by the agent (-D MA_*_ENTRIES)"
 #endif
 
 #endif

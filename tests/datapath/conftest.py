@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.agent.host import find_cgroup2
-from meshaccel.agent.netns import netns_cookie
-from meshaccel.lab.agent import AgentProcess
-from meshaccel.lab.sidecar import add_sidecar
-from meshaccel.lab.topology import Lab, Pod, wait_for
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_agent.kernel.host import find_cgroup2
+from meshaccel_agent.kernel.netns import netns_cookie
+from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.sidecar import add_sidecar
+from meshaccel_lab.topology import Lab, Pod, wait_for
 
 SINK_PORT = 8080
 ECHO_PORT = 8081
@@ -67,7 +67,7 @@ def lab(agent: AgentProcess) -> Iterator[Lab]:
 def traffic(pod: Pod, *args: str, timeout: float = 300) -> dict[str, object]:
     """Run a checked client in @pod and return its JSON verdict."""
     res = subprocess.run(
-        ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "meshaccel.lab.traffic", *args],
+        ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "meshaccel_lab.traffic", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -86,7 +86,7 @@ def client(pod: Pod, mode: str, host: str, port: int, timeout: float = 300, **op
 
 
 def serve(pod: Pod, mode: str, port: int, *extra: str, host: str = "0.0.0.0") -> None:
-    pod.spawn([sys.executable, "-m", "meshaccel.lab.traffic", mode, "--port", str(port), "--host", host, *extra])
+    pod.spawn([sys.executable, "-m", "meshaccel_lab.traffic", mode, "--port", str(port), "--host", host, *extra])
     wait_for(lambda: f":{port} " in pod.sh("ss", "-Hltn"), what=f"{mode} server on {pod.name}:{port}")
 
 

@@ -8,9 +8,10 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.lab.agent import AgentProcess
-from meshaccel.lab.topology import Lab, wait_for
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_agent.kernel.layout import Counter
+from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.topology import Lab, wait_for
 from tests.datapath.conftest import Delta, serve, traffic
 
 MiB = 1 << 20
@@ -87,9 +88,9 @@ def test_stop_leaves_datapath_and_cleanup_uninstalls(lab: Lab, agent: AgentProce
     agent.stop()
     try:
         # The process is gone; the pinned datapath keeps accelerating.
-        before = sum(g.counters()[1] for g in PinRoot("/sys/fs/bpf").generations())
+        before = sum(g.counters()[Counter.PAIRS] for g in PinRoot("/sys/fs/bpf").generations())
         assert traffic(a, "stream", "--host", b.ip, "--port", "8080", "--bytes", str(8 * MiB))["ok"]
-        after = sum(g.counters()[1] for g in PinRoot("/sys/fs/bpf").generations())
+        after = sum(g.counters()[Counter.PAIRS] for g in PinRoot("/sys/fs/bpf").generations())
         assert after == before + 1
 
         # Uninstall while a connection is live: it keeps flowing byte-exact,

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from meshaccel.lab.topology import Lab, Pod
+from meshaccel_lab.topology import Lab, Pod
 from tests.datapath.conftest import Delta
 
 SCENARIO = r"""

@@ -9,10 +9,10 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from meshaccel.agent.datapath import our_sockops_on
-from meshaccel.agent.host import find_cgroup2
-from meshaccel.lab.agent import AgentProcess
-from meshaccel.lab.topology import Lab, wait_for
+from meshaccel_agent.datapath.attach import our_sockops_on
+from meshaccel_agent.kernel.host import find_cgroup2
+from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.topology import Lab, wait_for
 from tests.datapath.conftest import Delta, serve, traffic
 
 

@@ -6,15 +6,15 @@ import re
 import subprocess
 import sys
 
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.lab.agent import AgentProcess
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_lab.agent import AgentProcess
 
 
 def test_demo_prints_both_paths_and_counters(agent: AgentProcess) -> None:
     agent.stop()  # the demo runs an agent of its own
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "meshaccel.cli", "demo", "--seconds", "1", "--rounds", "1"],
+            [sys.executable, "-m", "meshaccel_lab.demo", "--seconds", "1", "--rounds", "1"],
             capture_output=True,
             text=True,
             timeout=300,

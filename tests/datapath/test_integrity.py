@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshaccel.lab.topology import Lab
+from meshaccel_lab.topology import Lab
 from tests.datapath.conftest import SHAPES, Delta, build_shape, client, echo_port, serve
 
 MiB = 1 << 20

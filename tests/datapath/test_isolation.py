@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from meshaccel.lab.topology import Lab, Pod
+from meshaccel_lab.topology import Lab, Pod
 from tests.datapath.conftest import Delta, serve, traffic
 
 MiB = 1 << 20

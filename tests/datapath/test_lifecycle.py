@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from meshaccel.agent.datapath import PinRoot, our_sockops_on
-from meshaccel.agent.host import find_cgroup2
-from meshaccel.lab.agent import AgentProcess
-from meshaccel.lab.topology import Lab, Pod, wait_for
+from meshaccel_agent.datapath.attach import our_sockops_on
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_agent.kernel.host import find_cgroup2
+from meshaccel_agent.kernel.layout import Counter
+from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.topology import Lab, Pod, wait_for
 from tests.datapath.conftest import Delta, serve
 
 ECHO = 8090
@@ -34,7 +36,7 @@ class Checker:
                 pod.netns,
                 sys.executable,
                 "-m",
-                "meshaccel.lab.traffic",
+                "meshaccel_lab.traffic",
                 "disrupt",
                 "--host",
                 host,
@@ -74,19 +76,30 @@ def single_attachment() -> None:
     assert len(our_sockops_on(find_cgroup2())) == 1, "exactly one meshaccel sockops program is attached"
 
 
+@contextmanager
+def adopted_across(agent: AgentProcess) -> Iterator[None]:
+    """The agent started inside the block adopted the pinned datapath: the
+    same sockops program stays attached, and its log says so."""
+    programs = our_sockops_on(find_cgroup2())
+    log_offset = len(agent.log_path.read_text())
+    yield
+    assert our_sockops_on(find_cgroup2()) == programs, "a new program replaced the pinned one"
+    assert "datapath adopted" in agent.log_path.read_text()[log_offset:]
+
+
 def test_sigkill_and_restart_adopts_without_disruption(lab: Lab, agent: AgentProcess) -> None:
     with pods_with_echo(lab, agent) as (a, b):
         checker = Checker(a, b.ip, duration=8)
         time.sleep(2)
         before_kill = agent.metric("meshaccel_sockets_enrolled")
-        agent.kill()
-        time.sleep(1)  # connections keep flowing with no agent at all
-        agent.start()
+        with adopted_across(agent):
+            agent.kill()
+            time.sleep(1)  # connections keep flowing with no agent at all
+            agent.start()
         assert agent.metric("meshaccel_sockets_enrolled") >= before_kill - 2, "long connections still enrolled"
         delta = Delta(agent)
         result = checker.result()
         assert result["ok"], result
-        assert "datapath adopted" in agent.log_path.read_text()
         assert delta["meshaccel_pairs_total"] > 0, "new connections after the restart are accelerated"
         assert delta["meshaccel_redirected_messages_total"] > 0
         single_attachment()
@@ -96,10 +109,15 @@ def test_graceful_restart(lab: Lab, agent: AgentProcess) -> None:
     with pods_with_echo(lab, agent) as (a, b):
         checker = Checker(a, b.ip, duration=6)
         time.sleep(1.5)
-        agent.stop()
-        agent.start()
+        before = agent.metric("meshaccel_sockets_enrolled")
+        with adopted_across(agent):
+            agent.stop()
+            agent.start()
+        assert agent.metric("meshaccel_sockets_enrolled") >= before - 2, "long connections still enrolled"
+        delta = Delta(agent)
         result = checker.result()
         assert result["ok"], result
+        assert delta["meshaccel_pairs_total"] > 0, "new connections after the restart are accelerated"
         single_attachment()
 
 
@@ -131,7 +149,7 @@ def _one_accelerated_stream(a: Pod, b: Pod, agent: AgentProcess) -> bool:
             a.netns,
             sys.executable,
             "-m",
-            "meshaccel.lab.traffic",
+            "meshaccel_lab.traffic",
             "aclients",
             "--host",
             b.ip,
@@ -185,10 +203,10 @@ def test_uninstall_under_traffic(lab: Lab, agent: AgentProcess) -> None:
             first = agent.cleanup(wait=0)
             assert first.returncode == 3, first.stdout + first.stderr
             assert our_sockops_on(find_cgroup2()) == [], "nothing new enrols after uninstall"
-            pairs_before = sum(g.counters()[1] for g in PINS.generations())
+            pairs_before = sum(g.counters()[Counter.PAIRS] for g in PINS.generations())
             result = checker.result()
             assert result["ok"], result
-            assert sum(g.counters()[1] for g in PINS.generations()) == pairs_before
+            assert sum(g.counters()[Counter.PAIRS] for g in PINS.generations()) == pairs_before
             second = agent.cleanup(wait=10)
             assert second.returncode == 0, second.stdout
             assert not PINS.path.exists()
@@ -221,11 +239,11 @@ def test_ip_reused_by_new_netns_while_agent_down(lab: Lab, agent: AgentProcess) 
         b2 = lab.add_pod("b2", ip=b.ip)
         serve(b2, "aecho", ECHO)
         serve(a, "aecho", ECHO)
-        pairs = sum(g.counters()[1] for g in PINS.generations())
+        pairs = sum(g.counters()[Counter.PAIRS] for g in PINS.generations())
         for client, server in ((a, b2), (b2, a)):
             result = Checker(client, server.ip, duration=3, long=4, rate=10).result()
             assert result["ok"], result
-        assert sum(g.counters()[1] for g in PINS.generations()) == pairs, "a stale entry never pairs"
+        assert sum(g.counters()[Counter.PAIRS] for g in PINS.generations()) == pairs, "a stale entry never pairs"
     finally:
         agent.unenrol([b], wait=False)
         agent.start()

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from meshaccel.lab.servers import start_nginx, start_redis
-from meshaccel.lab.sidecar import add_sidecar
-from meshaccel.lab.topology import Lab
+from meshaccel_lab.servers import start_nginx, start_redis
+from meshaccel_lab.sidecar import add_sidecar
+from meshaccel_lab.topology import Lab
 from tests.datapath.conftest import Delta
 
 

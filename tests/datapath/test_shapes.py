@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.lab.sidecar import INBOUND_PORT, OUTBOUND_PORT
-from meshaccel.lab.topology import Lab, wait_for
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_lab.sidecar import INBOUND_PORT, OUTBOUND_PORT
+from meshaccel_lab.topology import Lab, wait_for
 from tests.datapath.conftest import SHAPES, SINK_PORT, Delta, Shape, build_shape, client, serve
 
 MiB = 1 << 20

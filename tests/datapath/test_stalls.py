@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from meshaccel.lab.topology import Lab, Pod
+from meshaccel_lab.topology import Lab, Pod
 from tests.datapath.conftest import SHAPES, Delta, build_shape, serve, traffic
 
 ASYNC_PORT = 8090

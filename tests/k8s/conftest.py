@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshaccel.lab.kube import DEFAULT_BIN_DIR, KubeAPI
+from meshaccel_lab.kube import DEFAULT_BIN_DIR, KubeAPI
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

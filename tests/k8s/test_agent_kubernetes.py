@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from meshaccel.agent.datapath import PinRoot
-from meshaccel.lab.controlplane import (
+from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_lab.controlplane import (
     KubeAgentProcess,
     OperatorProcess,
     create_running_pod,
@@ -23,10 +23,10 @@ from meshaccel.lab.controlplane import (
     install,
     pod_manifest,
 )
-from meshaccel.lab.kube import KubeAPI
-from meshaccel.lab.kubelet import FakeKubelet
-from meshaccel.lab.topology import Lab, Pod, wait_for
-from meshaccel.operator.deploy import NAMESPACE
+from meshaccel_lab.kube import KubeAPI
+from meshaccel_lab.kubelet import FakeKubelet
+from meshaccel_lab.topology import Lab, Pod, wait_for
+from meshaccel_operator.deploy import NAMESPACE
 
 pytestmark = pytest.mark.bpf
 
@@ -62,13 +62,13 @@ def node(kube: KubeAPI, operator: OperatorProcess) -> Iterator[tuple[Lab, FakeKu
 
 
 def echo_server(pod: Pod, banner: str) -> None:
-    pod.spawn([sys.executable, "-m", "meshaccel.lab.traffic", "echo", "--port", str(ECHO_PORT), "--host", "0.0.0.0"])
+    pod.spawn([sys.executable, "-m", "meshaccel_lab.traffic", "echo", "--port", str(ECHO_PORT), "--host", "0.0.0.0"])
     wait_for(lambda: f":{ECHO_PORT} " in pod.sh("ss", "-Hltn"), what=f"echo server in {banner}")
 
 
 def echo(client: Pod, host: str, size: int = 1 << 20) -> dict[str, Any]:
     res = subprocess.run(
-        ["ip", "netns", "exec", client.netns, sys.executable, "-m", "meshaccel.lab.traffic", "sizes",
+        ["ip", "netns", "exec", client.netns, sys.executable, "-m", "meshaccel_lab.traffic", "sizes",
          "--host", host, "--port", str(ECHO_PORT), "--sizes", str(size)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -130,8 +130,8 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
         wait_for(lambda: policy().get("acceleratedPods", 0) >= 2, 15, "the policy to count both pods")
 
         # The API server restarts and its history is compacted: the agent's
-        # watch expires (410) and re-lists, keeping its enrolment meanwhile.
-        relists = agent.metrics()["meshaccel_node_watch_relists"]
+        # watch expires (410) and lists again, keeping its enrolment meanwhile.
+        relists = agent.metrics()["meshaccel_node_watch_lists_total"]
         kube.compact_etcd()
         kube.restart_apiserver()
         assert echo(a, b.ip, 4096)["ok"]
@@ -142,7 +142,7 @@ def test_agent_enrols_resolved_pods_accelerates_and_reports(
         before = agent.metrics()["meshaccel_redirected_bytes_total"]
         assert echo(a, b.ip)["ok"]
         assert agent.metrics()["meshaccel_redirected_bytes_total"] == before
-        assert agent.metrics()["meshaccel_node_watch_relists"] > relists
+        assert agent.metrics()["meshaccel_node_watch_lists_total"] > relists
     finally:
         agent.stop()
         print(agent.log()[-3000:])
@@ -162,7 +162,7 @@ def daemonset(kube: KubeAPI) -> Iterator[None]:
         yield
     finally:
         kube.kubectl("delete", "ds", "meshaccel-agent", "-n", NAMESPACE, "--ignore-not-found")
-        subprocess.run([sys.executable, "-m", "meshaccel.cli", "agent", "--cleanup", "--wait", "10"], check=True)
+        subprocess.run([sys.executable, "-m", "meshaccel_agent", "cleanup", "--wait", "10"], check=True)
 
 
 def test_pod_to_netns_resolution_cannot_be_forged(

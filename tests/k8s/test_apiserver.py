@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from meshaccel.lab.kube import KubeAPI, KubectlError
-from meshaccel.lab.topology import wait_for
+from meshaccel_lab.kube import KubeAPI, KubectlError
+from meshaccel_lab.topology import wait_for
 
 STATUS = {"status": {"podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}], "phase": "Running"}}
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from meshaccel.lab.controlplane import (
+from meshaccel_api.agent_settings import AgentSettings
+from meshaccel_api.agent_settings import parse as parse_agent
+from meshaccel_lab.controlplane import (
     OperatorProcess,
     agent_kubeconfig,
     create_running_pod,
@@ -19,9 +21,9 @@ from meshaccel.lab.controlplane import (
     install,
     pod_manifest,
 )
-from meshaccel.lab.kube import KubeAPI
-from meshaccel.lab.topology import wait_for
-from meshaccel.operator.deploy import NAMESPACE
+from meshaccel_lab.kube import KubeAPI
+from meshaccel_lab.topology import wait_for
+from meshaccel_operator.deploy import NAMESPACE
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -207,6 +209,17 @@ def test_policy_status_aggregates_agent_reports(kube: KubeAPI, operator: Operato
     assert "nodeenrolment.meshaccel.io/node-s" in kube.kubectl("get", "meshaccel").stdout
 
 
+def parse_agent_args(args: list[str]) -> AgentSettings:
+    """As the agent's container would: NODE_NAME comes from the downward API."""
+    import os
+
+    os.environ["NODE_NAME"] = "node-from-downward-api"
+    try:
+        return parse_agent(args)
+    finally:
+        del os.environ["NODE_NAME"]
+
+
 def test_agent_daemonset_lifecycle(kube: KubeAPI, operator: OperatorProcess) -> None:
     kube.kubectl("apply", "-f", "-", input=readme_example("node-agent"))
 
@@ -218,14 +231,26 @@ def test_agent_daemonset_lifecycle(kube: KubeAPI, operator: OperatorProcess) -> 
     pod_spec = ds()["spec"]["template"]["spec"]  # type: ignore[index]
     agent = pod_spec["containers"][0]
     assert agent["image"] == "registry.example.com/meshaccel/agent:0.1.0"
-    assert "--sockhash-entries=131072" in agent["args"] and "--kubernetes" in agent["args"]
+    # The arguments the API server stored, read by the agent's own parser.
+    assert agent["command"] == ["meshaccel-agent"]
+    settings = parse_agent_args(agent["args"])
+    assert settings.mode == "kubernetes" and settings.map_sizes.sockhash == 131072 and settings.map_sizes.netns == 4096
+    assert settings.daemonset == "meshaccel-agent" and settings.cgroup == settings.pod_cgroup_root
     assert agent["securityContext"]["privileged"] is False and "BPF" in agent["securityContext"]["capabilities"]["add"]
     assert pod_spec["serviceAccountName"] == "meshaccel-agent" and pod_spec["hostPID"] is True
-    assert not any(m["mountPath"] == "/sys/fs/cgroup" and not m.get("readOnly") for m in agent["volumeMounts"])
+    host_volumes = {v["name"] for v in pod_spec["volumes"] if "hostPath" in v}
+    writable = [m["name"] for m in agent["volumeMounts"] if m["name"] in host_volumes and not m.get("readOnly")]
+    assert writable == ["bpffs"], "bpffs must be the only writable host path"
 
     kube.kubectl("patch", "nodeagent", "meshaccel-agent", "-n", NAMESPACE, "--type=merge",
                  "-p", '{"spec":{"logLevel":"debug"}}')  # fmt: skip
-    wait_for(lambda: "--log-level=debug" in ds()["spec"]["template"]["spec"]["containers"][0]["args"], 30, "update")  # type: ignore[index]
+
+    def log_level() -> str:
+        current = ds()
+        assert current is not None
+        return parse_agent_args(current["spec"]["template"]["spec"]["containers"][0]["args"]).log_level
+
+    wait_for(lambda: log_level() == "debug", 30, "update")
 
     # A rollout (no kubelets here: the DaemonSet controller's status by hand).
     kube.kubectl("patch", "ds", "meshaccel-agent", "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p",

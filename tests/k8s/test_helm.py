@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from meshaccel.lab.controlplane import get_json
-from meshaccel.lab.kube import KubeAPI
-from meshaccel.operator.deploy import NAMESPACE
+from meshaccel_lab.controlplane import get_json
+from meshaccel_lab.kube import KubeAPI
+from meshaccel_operator.deploy import NAMESPACE
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = Path("/var/cache/meshaccel/helm/v3.15.4/helm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bench.report import (
     ACCEL,
     FLOOR,
@@ -52,8 +53,15 @@ def test_ratio_of_medians() -> None:
 
 
 def test_not_enrolled_goodness_counts_latency_inverted() -> None:
-    # latency: kernel 21 / not-enrolled 21 = 1.0; bulk: 11 / 11 = 1.0
-    assert worst_not_enrolled(summarize(samples())) == pytest.approx(1.0)
+    """Slower latency and faster bulk: only the inversion makes latency the worst cell."""
+    cells = [
+        *(Sample("direct", "latency", 64, KERNEL, r, {"p50_us": 20.0}) for r in range(3)),
+        *(Sample("direct", "latency", 64, NOT_ENROLLED, r, {"p50_us": 25.0}) for r in range(3)),
+        *(Sample("direct", "bulk", 65536, KERNEL, r, {"gbit_per_s": 10.0}) for r in range(3)),
+        *(Sample("direct", "bulk", 65536, NOT_ENROLLED, r, {"gbit_per_s": 11.0}) for r in range(3)),
+    ]
+    # latency 20/25 = 0.8 (not 25/20 = 1.25); bulk 11/10 = 1.1
+    assert worst_not_enrolled(summarize(cells)) == pytest.approx(0.8)
 
 
 def test_targets_and_json_structure() -> None:

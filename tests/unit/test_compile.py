@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from meshaccel.agent.compile import BuildOptions, MapSizes, assemble_source, bpf_source_dir, schema_version
+from meshaccel_agent.kernel.compile import (
+    MAP_SIZE_DEFINES,
+    BuildOptions,
+    assemble_source,
+    bpf_source_dir,
+    schema_version,
+)
+from meshaccel_api.v1alpha1 import MapSizes
 
 
 def test_includes_are_expanded_once_with_line_markers() -> None:
@@ -22,11 +30,24 @@ def test_nested_include_relative_to_including_file(tmp_path: Path) -> None:
     assert out == ["B", "A", "X"]
 
 
-def test_map_sizes_become_defines() -> None:
-    flags = BuildOptions(sizes=MapSizes(sockhash_entries=1024)).cflags()
-    assert "-DMA_SOCKHASH_ENTRIES=1024" in flags
-    assert all(f.startswith("-DMA_") for f in flags)
+def test_every_map_size_of_the_model_becomes_a_define() -> None:
+    flags = BuildOptions(sizes=MapSizes(sockhash=2048)).cflags()
+    assert "-DMA_SOCKHASH_ENTRIES=2048" in flags
+    assert set(MAP_SIZE_DEFINES) == set(MapSizes.model_fields), "a map size without a -D (or a -D without a field)"
+    for define in MAP_SIZE_DEFINES.values():
+        assert any(f.startswith(f"-D{define}=") for f in flags)
 
 
-def test_schema_version_is_read_from_config_h() -> None:
-    assert schema_version(bpf_source_dir()) >= 1
+def test_config_h_requires_every_map_size() -> None:
+    """config.h has no size defaults of its own: the model is the one source."""
+    text = (bpf_source_dir() / "lib/config.h").read_text()
+    for define in MAP_SIZE_DEFINES.values():
+        assert f"!defined({define})" in text
+        assert f"#define {define}" not in text
+
+
+def test_schema_version_is_read_from_config_h(tmp_path: Path) -> None:
+    shutil.copytree(bpf_source_dir(), tmp_path / "bpf")
+    config = tmp_path / "bpf/lib/config.h"
+    config.write_text(config.read_text().replace("#define MA_SCHEMA_VERSION 1\n", "#define MA_SCHEMA_VERSION 37\n"))
+    assert schema_version(tmp_path / "bpf") == 37

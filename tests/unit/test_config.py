@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshaccel.config import ConfigError, parse_config
+from meshaccel_agent.standalone.config import ConfigError, parse_config
 
 GOOD = """
 endpoints:
@@ -26,7 +26,7 @@ def test_good_config() -> None:
 def test_shipped_example_is_valid() -> None:
     from pathlib import Path
 
-    from meshaccel.config import load_config
+    from meshaccel_agent.standalone.config import load_config
 
     example = Path(__file__).resolve().parents[2] / "examples" / "standalone.yaml"
     assert [e.name for e in load_config(example).endpoints] == ["frontend", "backend"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshaccel.agent.http import parse_address
+from meshaccel_agent.http import parse_address
 
 
 def test_parse_address() -> None:

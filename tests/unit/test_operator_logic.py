@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from meshaccel.api.conditions import set_condition
-from meshaccel.api.v1alpha1 import (
+from meshaccel_api.conditions import set_condition
+from meshaccel_api.v1alpha1 import (
     AccelerationPolicySpec,
     Condition,
     LabelSelector,
@@ -17,8 +17,8 @@ from meshaccel.api.v1alpha1 import (
     Shape,
     TrafficCounters,
 )
-from meshaccel.operator.desired import node_enrolment, pod_facts
-from meshaccel.operator.status import policy_status
+from meshaccel_operator.desired import node_enrolment, pod_facts
+from meshaccel_operator.status import policy_status
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,1 @@
+"""The `meshaccel` command: one entry point for people (and `kubectl meshaccel`)."""

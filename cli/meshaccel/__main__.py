@@ -1,0 +1,5 @@
+import sys
+
+from meshaccel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""Bring the datapath up, or explain in one machine-readable word why not.
+
+Acceleration is an optimisation: when anything on the way fails (no cgroup2,
+no headers, the compiler or verifier refuses, the self-test fails) the agent
+stays up, reports `degraded` with a reason, enrols nothing, and traffic flows
+on kernel TCP. `--ignore-selftest` overrides a failed self-test for
+operators who know better; it is logged loudly and exported as a metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from meshaccel_agent.datapath.datapath import Datapath
+from meshaccel_agent.selftest.run import INFORMATIONAL, SelfTestReport, run_selftest
+
+log = logging.getLogger(__name__)
+
+
+class Reason:
+    """Values of meshaccel_degraded{reason} and of the node status later."""
+
+    NO_CGROUP2 = "NoCgroup2"
+    NO_KERNEL_HEADERS = "NoKernelHeaders"
+    COMPILE_FAILED = "CompileFailed"
+    LOAD_FAILED = "LoadFailed"
+    PIN_FAILED = "PinFailed"
+    SELF_TEST_FAILED = "SelfTestFailed"
+    ATTACH_FAILED = "AttachFailed"
+
+
+@dataclass
+class DatapathHealth:
+    attached: bool = False
+    degraded_reason: str = ""
+    message: str = ""
+    selftest: SelfTestReport = field(default_factory=SelfTestReport)
+    overridden: bool = False
+
+
+def _classify_prepare_error(exc: Exception) -> str:
+    text = str(exc)
+    if "no kernel headers" in text:
+        return Reason.NO_KERNEL_HEADERS
+    if "Failed to compile" in text:
+        return Reason.COMPILE_FAILED
+    if "Failed to load" in text:
+        return Reason.LOAD_FAILED
+    return Reason.PIN_FAILED
+
+
+def bring_up(datapath: Datapath, ignore_selftest: bool = False) -> DatapathHealth:
+    health = DatapathHealth()
+    if not os.path.isfile(os.path.join(datapath.cgroup, "cgroup.procs")):
+        health.degraded_reason = Reason.NO_CGROUP2
+        health.message = f"{datapath.cgroup} is not a cgroup2 directory"
+    if not health.degraded_reason:
+        try:
+            datapath.prepare()
+        except Exception as exc:  # every failure here means "run natively"
+            health.degraded_reason = _classify_prepare_error(exc)
+            health.message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if not health.degraded_reason:
+        health.selftest = report = run_selftest(datapath.current(), datapath.cgroup)
+        for check in INFORMATIONAL:
+            if not report.passed.get(check, True):
+                log.warning(
+                    "kernel self-test %s: %s (known kernel regression; meshaccel never leaves a socket "
+                    "in a sockhash while the stack feeds it, so it does not affect accelerated traffic)",
+                    check,
+                    report.details.get(check),
+                )
+        if report.ok:
+            log.info("kernel self-test passed: %s", ", ".join(f"{k}: {v}" for k, v in report.details.items()))
+        elif ignore_selftest:
+            health.overridden = True
+            log.error(
+                "KERNEL SELF-TEST FAILED (%s) and --ignore-selftest is set: ACCELERATING ANYWAY. "
+                "Traffic may stall or break on this kernel.",
+                "; ".join(f"{c}: {report.details.get(c)}" for c in report.failed()),
+            )
+        else:
+            health.degraded_reason = Reason.SELF_TEST_FAILED
+            health.message = "; ".join(f"{c}: {report.details.get(c)}" for c in report.failed())
+            try:
+                datapath.detach()  # a restart may find it attached
+            except (OSError, RuntimeError) as exc:
+                log.warning("could not detach the datapath: %s", exc)
+    if not health.degraded_reason:
+        try:
+            datapath.attach()
+            health.attached = True
+        except Exception as exc:
+            health.degraded_reason = Reason.ATTACH_FAILED
+            health.message = str(exc)
+    if health.degraded_reason:
+        log.error(
+            "degraded (%s): %s; enrolling nothing, traffic stays on kernel TCP",
+            health.degraded_reason,
+            health.message,
+        )
+    return health

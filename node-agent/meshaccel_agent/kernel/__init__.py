@@ -1,0 +1,1 @@
+"""BPF and kernel plumbing: syscalls, map layouts, compiling, headers, host mounts, namespaces."""

@@ -1,0 +1,1 @@
+"""Kubernetes mode: enrolment from this node's NodeEnrolment, status back to it."""

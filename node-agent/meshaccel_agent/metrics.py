@@ -1,0 +1,127 @@
+"""Prometheus metrics, read from the BPF maps at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from meshaccel_agent.kernel.layout import Counter
+
+_PASS_REASONS = {
+    "native": Counter.PASS_NATIVE,  # the pair settled on the kernel stack
+    "peer_gone": Counter.PASS_PEER_GONE,  # the peer socket already closed
+    "no_state": Counter.PASS_NO_STATE,  # socket in the map without state
+    "shutdown": Counter.PASS_SHUTDOWN,  # write after shutdown(SHUT_WR): EPIPE
+}
+_REFUSAL_REASONS = {
+    "exists": Counter.REFUSED_EXISTS,
+    "sockhash_full": Counter.REFUSED_FULL,
+    "pairs_full": Counter.REFUSED_PAIRS_FULL,
+    "pair_mismatch": Counter.PAIR_MISMATCH,
+}
+
+
+class DatapathCollector(Collector):
+    """Reads the datapath on every scrape; no background polling."""
+
+    def __init__(self, source: Callable[[], DatapathSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._source()
+        yield _gauge("meshaccel_datapath_attached", "1 when the datapath programs are attached", snap.attached)
+        yield _gauge("meshaccel_endpoints_enrolled", "Network namespaces enrolled for acceleration", snap.endpoints)
+        yield _gauge(
+            "meshaccel_endpoints_refused",
+            "Endpoints left on kernel TCP because an enrolment map is full",
+            snap.endpoints_refused,
+        )
+        yield _counter("meshaccel_reconciles_total", "Successful reconciles of the enrolment maps", snap.reconciles)
+        yield _counter(
+            "meshaccel_config_errors_total", "Enrolment files refused (the last good one stays)", snap.config_errors
+        )
+        degraded = GaugeMetricFamily(
+            "meshaccel_degraded", "1 while acceleration is off for the given reason", labels=["reason"]
+        )
+        if snap.degraded_reason:
+            degraded.add_metric([snap.degraded_reason], 1.0)
+        yield degraded
+        selftest = GaugeMetricFamily(
+            "meshaccel_selftest_passed", "Kernel self-test results (1 passed)", labels=["check"]
+        )
+        for check, ok in sorted(snap.selftest.items()):
+            selftest.add_metric([check], 1.0 if ok else 0.0)
+        yield selftest
+        yield _gauge(
+            "meshaccel_selftest_overridden",
+            "1 when running despite a failed self-test (--ignore-selftest)",
+            snap.overridden,
+        )
+        if snap.counters is None:
+            return
+        c = snap.counters
+        yield _gauge("meshaccel_sockets_enrolled", "Sockets currently in the redirect map", snap.sockets)
+        yield _counter(
+            "meshaccel_sockets_enrolled_total",
+            "Sockets ever inserted into the redirect map",
+            c[Counter.SOCKETS_ENROLLED],
+        )
+        yield _counter("meshaccel_pairs_total", "Connections whose two ends were paired", c[Counter.PAIRS])
+        yield _counter(
+            "meshaccel_redirected_messages_total", "sendmsg chunks redirected to the peer socket", c[Counter.REDIR_MSGS]
+        )
+        yield _counter(
+            "meshaccel_redirected_bytes_total", "Bytes redirected to the peer socket", c[Counter.REDIR_BYTES]
+        )
+        passed = CounterMetricFamily(
+            "meshaccel_passed_messages",
+            "Messages of enrolled sockets sent through the kernel stack, by reason",
+            labels=["reason"],
+        )
+        for reason, idx in _PASS_REASONS.items():
+            passed.add_metric([reason], float(c[idx]))
+        yield passed
+        refused = CounterMetricFamily(
+            "meshaccel_insert_refusals", "Sockets or handshakes not enrolled, by reason", labels=["reason"]
+        )
+        for reason, idx in _REFUSAL_REASONS.items():
+            refused.add_metric([reason], float(c[idx]))
+        yield refused
+        yield _counter(
+            "meshaccel_pairs_settled_native_total",
+            "Pairs left on the kernel stack because the client sent before the server enrolled",
+            c[Counter.PAIR_RACE_NATIVE],
+        )
+        yield _gauge(
+            "meshaccel_datapath_load_seconds", "Time to adopt or compile and load the datapath", snap.load_seconds
+        )
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    m = GaugeMetricFamily(name, doc)
+    m.add_metric([], float(value))
+    return m
+
+
+def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+    m = CounterMetricFamily(name.removesuffix("_total"), doc)
+    m.add_metric([], float(value))
+    return m
+
+
+@dataclass
+class DatapathSnapshot:
+    attached: bool = False
+    endpoints: int = 0
+    endpoints_refused: int = 0
+    reconciles: int = 0
+    config_errors: int = 0
+    degraded_reason: str = ""
+    selftest: dict[str, bool] = field(default_factory=dict)
+    overridden: bool = False
+    sockets: int = 0
+    counters: dict[Counter, int] | None = None
+    load_seconds: float = 0.0

@@ -1,0 +1,1 @@
+"""The standalone agent: enrolment from a YAML file, for hosts without Kubernetes."""

@@ -1,0 +1,47 @@
+"""`meshaccel-operator [flags]`: leader election, metrics, then kopf."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+import kopf
+from prometheus_client import start_http_server
+
+from meshaccel_operator.settings import OperatorSettings, parse
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: OperatorSettings) -> int:
+    from meshaccel_api.kube import api_client
+    from meshaccel_operator import handlers  # registers the handlers with kopf
+    from meshaccel_operator.leader import LeaseElector
+
+    handlers.RUNTIME.settings = settings
+    host, _, port = settings.metrics_address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    elector = LeaseElector(api_client(), settings.namespace, settings.lease, identity)
+    elector.acquire()
+    elector.keep_renewing()
+    handlers.RUNTIME.may_write = elector.holds
+    # kopf's own liveness endpoint answers only while its event loop runs.
+    try:
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://{settings.liveness_address}/healthz")
+    finally:
+        elector.release()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "meshaccel-operator") -> int:
+    settings = parse(argv, prog)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
