@@ -6,11 +6,15 @@
  *
  * Fail open: every path returns SK_PASS. SK_DROP would make the
  * application's write fail with EACCES; SK_PASS without a redirect sends the
- * bytes through the normal stack. */
+ * bytes through the normal stack.
+ *
+ * Flow control (lib/flow.h): a direction whose receiver falls behind by the
+ * bound goes through the stack until the receiver has caught up. */
 #include <uapi/linux/bpf.h>
 
 #include "lib/maps.h"
 #include "lib/counters.h"
+#include "lib/flow.h"
 
 /* include/net/tcp_states.h */
 #define MA_TCP_ESTABLISHED 1
@@ -49,6 +53,7 @@ static __always_inline __u64 ma_settle(struct ma_sock_state_val *st)
 int meshaccel_sk_msg(struct sk_msg_md *msg)
 {
 	struct ma_sock_state_val *st;
+	struct ma_flow_dir *d;
 	struct bpf_sock *sk = msg->sk;
 	__u32 size = msg->size;
 	__u32 tcp_state;
@@ -65,6 +70,7 @@ int meshaccel_sk_msg(struct sk_msg_md *msg)
 	tcp_state = sk->state;
 	if (tcp_state != MA_TCP_ESTABLISHED && tcp_state != MA_TCP_CLOSE_WAIT) {
 		ma_count(MA_C_PASS_SHUTDOWN, 1);
+		ma_count(MA_C_PASS_SHUTDOWN_BYTES, size);
 		return SK_PASS;
 	}
 	st = ma_sock_state.sk_storage_get(sk, 0, 0);
@@ -78,6 +84,11 @@ int meshaccel_sk_msg(struct sk_msg_md *msg)
 		ma_count(MA_C_PASS_NATIVE_BYTES, size);
 		return SK_PASS;
 	}
+	d = ma_flow_dir(st, st->send_dir);
+	if (!d)
+		goto no_state;
+	if (!ma_flow_admit(sk, d, size))
+		return SK_PASS; /* through the stack: flow control or a half-close */
 	/* Returns SK_PASS when the peer's key is in the map and the redirect is
 	 * armed; SK_DROP when the peer already closed and left the map. */
 	verdict = ma_sockhash.msg_redirect_hash(msg, &st->peer, BPF_F_INGRESS);
@@ -86,9 +97,12 @@ int meshaccel_sk_msg(struct sk_msg_md *msg)
 		ma_count(MA_C_REDIR_BYTES, size);
 		return SK_PASS;
 	}
+	ma_flow_unadmit(d, size);
 	ma_count(MA_C_PASS_PEER_GONE, 1);
+	ma_count(MA_C_PASS_PEER_GONE_BYTES, size);
 	return SK_PASS;
 no_state:
 	ma_count(MA_C_PASS_NO_STATE, 1);
+	ma_count(MA_C_PASS_NO_STATE_BYTES, size);
 	return SK_PASS;
 }

@@ -29,9 +29,15 @@
 
 #include "lib/maps.h"
 #include "lib/counters.h"
+#include "lib/flow.h"
 #include "lib/tuple.h"
 
 #define MA_EEXIST 17
+
+/* include/net/tcp_states.h */
+#define MA_TCP_ESTABLISHED 1
+#define MA_TCP_FIN_WAIT1 4
+#define MA_TCP_CLOSE 7
 
 static __always_inline int ma_port_excluded(__u64 netns, __u32 port)
 {
@@ -180,6 +186,11 @@ static __always_inline void ma_on_active_established(struct bpf_sock_ops *skops)
 	st->origin = origin;
 	st->self = key;
 	st->state = MA_SOCK_WAITING;
+	st->flow.origin = origin;
+	st->flow.client_next_seq = skops->snd_una;
+	st->flow.server_next_seq = skops->rcv_nxt;
+	st->send_dir = MA_DIR_FROM_CLIENT;
+	st->last_copied_seq = skops->rcv_nxt;
 
 	pair->client = key;
 	pair->client_next_seq = skops->snd_una;
@@ -192,6 +203,9 @@ static __always_inline void ma_on_active_established(struct bpf_sock_ops *skops)
 		goto release;
 	}
 	ma_count(MA_C_SOCKETS_ENROLLED, 1);
+	/* State changes of enrolled sockets only: a half-close (ma_on_state)
+	 * and the close that frees the pair's flow entry. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	/* A locked cmpxchg, not a plain store: it orders the writes above
 	 * before the state the server checks them under. */
 	__sync_val_compare_and_swap(&pair->state, MA_PAIR_CLAIMING,
@@ -253,16 +267,26 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 	st->self = key;
 	st->peer = client;
 	st->state = MA_SOCK_PAIRED;
+	st->flow.origin = origin;
+	st->flow.client_next_seq = pair->client_next_seq;
+	st->flow.server_next_seq = pair->server_next_seq;
+	st->send_dir = MA_DIR_FROM_SERVER;
+	st->last_copied_seq = skops->rcv_nxt;
 	pair->server = key;
+	if (!ma_flow_create(&st->flow)) {
+		st->state = MA_SOCK_NATIVE;
+		goto fail;
+	}
 	/* (BCC rewrites map method calls textually: keep them out of
 	 * conditions.) */
 	err = ma_sockhash.sock_hash_update(skops, &key, BPF_NOEXIST);
 	if (err) {
 		ma_count(err == -MA_EEXIST ? MA_C_REFUSED_EXISTS : MA_C_REFUSED_FULL, 1);
 		st->state = MA_SOCK_NATIVE;
-		goto fail;
+		goto fail_flow;
 	}
 	ma_count(MA_C_SOCKETS_ENROLLED, 1);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 
 	prev = __sync_val_compare_and_swap(&pair->state, MA_PAIR_CLIENT_READY,
 					   MA_PAIR_PAIRED);
@@ -272,6 +296,7 @@ static __always_inline void ma_on_passive_established(struct bpf_sock_ops *skops
 		ma_count(MA_C_PAIRS, 1);
 		return;
 	}
+	ma_flows.delete(&st->flow);
 	/* The client's first bytes went through the stack while we were
 	 * enrolling. Nobody has redirected anything to either socket, so
 	 * removing both from the map loses nothing, and afterwards neither
@@ -283,6 +308,8 @@ settled_native:
 	ma_sockhash.delete(&client);
 	ma_pairs.delete(&origin);
 	return;
+fail_flow:
+	ma_flows.delete(&st->flow);
 fail:
 	/* Settle the client as native and take it out of the map: its peer
 	 * will never redirect to it, so there is nothing in flight to lose. */
@@ -290,6 +317,63 @@ fail:
 				    MA_PAIR_FAILED);
 	ma_sockhash.delete(&client);
 	ma_pairs.delete(&origin);
+}
+
+/* The socket shut its sending side (FIN_WAIT1 from ESTABLISHED: shutdown
+ * SHUT_WR, or close()). What it reads from now on would still go through
+ * tcp_bpf_recvmsg(), which answers a blocking read with EAGAIN when a wake-up
+ * finds no data: and one is on its way, the ACK of this very FIN wakes the
+ * reader (FIN_WAIT2's state change). A socket out of the sockhash reads
+ * through tcp_recvmsg(), which waits as TCP does. So the socket leaves the
+ * sockhash now, if that loses nothing: its ingress queue is empty, no redirect
+ * towards it is under way (every byte the peer's verdicts counted was read,
+ * and nobody else holds its psock), and the peer sends the rest of this
+ * direction through the stack (CLOSED, set before looking: see
+ * ma_flow_admit). We run under the socket's lock (the shutdown syscall), and
+ * a redirect must take that lock to queue, so none can slip in meanwhile.
+ * If the socket is busy, it stays (the peer spills to the stack instead and
+ * may redirect again once everything was read). */
+static __always_inline void ma_on_half_close(struct bpf_sock *sk, struct ma_sock_state_val *st)
+{
+	struct ma_flow_dir *d = ma_flow_dir(st, st->send_dir ^ 1);
+	struct ma_sock_key self = st->self;
+	struct ma_origin_key origin = st->origin;
+	__u64 prev;
+
+	if (!d || st->state == MA_SOCK_NATIVE)
+		return;
+	prev = __sync_val_compare_and_swap(&d->mode, MA_DIR_REDIRECT, MA_DIR_CLOSED);
+	if (prev == MA_DIR_STACK)
+		prev = __sync_val_compare_and_swap(&d->mode, MA_DIR_STACK, MA_DIR_CLOSED);
+	if (prev != MA_DIR_REDIRECT && prev != MA_DIR_STACK)
+		return;
+	if (d->redirected == d->read_redirected && ma_psock_idle(sk)) {
+		if (st->state == MA_SOCK_WAITING)
+			ma_pairs.delete(&origin); /* it never sent: the pair is not settled */
+		st->state = MA_SOCK_NATIVE;
+		ma_sockhash.delete(&self);
+		ma_count(MA_C_HALF_CLOSE_UNENROLLED, 1);
+		return;
+	}
+	__sync_val_compare_and_swap(&d->mode, MA_DIR_CLOSED, MA_DIR_STACK);
+	ma_count(MA_C_HALF_CLOSE_KEPT, 1);
+}
+
+static __always_inline void ma_on_state(struct bpf_sock_ops *skops)
+{
+	struct ma_sock_state_val *st;
+	struct bpf_sock *sk = skops->sk;
+	__u32 old = skops->args[0], new = skops->args[1];
+
+	if (!sk)
+		return;
+	st = ma_sock_state.sk_storage_get(sk, 0, 0);
+	if (!st)
+		return;
+	if (old == MA_TCP_ESTABLISHED && new == MA_TCP_FIN_WAIT1)
+		ma_on_half_close(sk, st);
+	else if (new == MA_TCP_CLOSE)
+		ma_flow_closed(st);
 }
 
 int meshaccel_sockops(struct bpf_sock_ops *skops)
@@ -308,6 +392,8 @@ int meshaccel_sockops(struct bpf_sock_ops *skops)
 		ma_on_active_established(skops);
 	} else if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
 		ma_on_passive_established(skops);
+	} else if (op == BPF_SOCK_OPS_STATE_CB) {
+		ma_on_state(skops);
 	}
 	return 1;
 }

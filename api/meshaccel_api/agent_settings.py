@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meshaccel_api.flags import Flag, add_flags, from_namespace, render
 from meshaccel_api.names import DEFAULT_BPFFS, DEFAULT_CACHE_DIR, DEFAULT_METRICS_ADDRESS
-from meshaccel_api.v1alpha1 import MapSizes
+from meshaccel_api.v1alpha1 import FlowControl, MapSizes
 
 Mode = Literal["standalone", "kubernetes", "cleanup"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -30,6 +30,7 @@ class AgentSettings(BaseModel):
     bpffs: str = DEFAULT_BPFFS
     cache_dir: str = DEFAULT_CACHE_DIR
     map_sizes: MapSizes = Field(default_factory=MapSizes)
+    flow_control: FlowControl = Field(default_factory=FlowControl)
     defines: list[str] = Field(default_factory=list)  # NAME=INT, development and upgrade tests
     ignore_selftest: bool = False
     # serving
@@ -68,6 +69,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--netns-entries", "map_sizes.netns", "max enrolled network namespaces"),
     Flag("--endpoint-entries", "map_sizes.endpoints", "max enrolled IPv4 addresses"),
     Flag("--excluded-port-entries", "map_sizes.excludedPorts", "max excluded (namespace, port) pairs"),
+    Flag("--flow-bound-bytes", "flow_control.boundBytes", "redirected bytes a slow reader may owe per connection"),
     Flag("--define", "defines", "extra compile-time define NAME=INT for the BPF programs (tests)"),
     Flag("--ignore-selftest", "ignore_selftest", "accelerate even if the kernel self-test fails (loud)"),
     Flag("--metrics-address", "metrics_address", "HOST:PORT for /metrics, /healthz and /readyz"),

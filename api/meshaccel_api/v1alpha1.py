@@ -350,6 +350,21 @@ class MapSizes(Model):
     excludedPorts: int = Field(default=16384, ge=1, le=262144, description="excluded (namespace, port) pairs")
 
 
+class FlowControl(Model):
+    """How many redirected bytes may wait for a slow reader, per connection
+    and direction. Past the bound the writer's bytes take the TCP stack, whose
+    receive window makes it wait as plain TCP would; once the reader has
+    caught up they are redirected again. The default is below what Linux's
+    TCP buffers for one slow reader by default (net.ipv4.tcp_rmem max, 6 MiB)."""
+
+    boundBytes: int = Field(
+        default=4 << 20,
+        ge=64 << 10,
+        le=1 << 30,
+        description="bytes redirected to one socket and not yet read before its writer takes the TCP stack",
+    )
+
+
 class NodeAgentSpec(Model):
     """How the operator runs the node agent DaemonSet."""
 
@@ -373,6 +388,7 @@ class NodeAgentSpec(Model):
         description="the nodes' cgroup2 mount (/sys/fs/cgroup/unified on hybrid hosts): attach point and kubelet pods",
     )
     mapSizes: MapSizes = Field(default_factory=lambda: MapSizes())
+    flowControl: FlowControl = Field(default_factory=lambda: FlowControl())
 
 
 class NodeAgentStatus(Model):

@@ -9,7 +9,7 @@
 /* Bump when a map's key or value layout changes: the agent refuses to
  * reuse pinned maps whose schema differs from the one it compiled. */
 #ifndef MA_SCHEMA_VERSION
-#define MA_SCHEMA_VERSION 1
+#define MA_SCHEMA_VERSION 2
 #endif
 
 /* Behaviour version of the programs; bumped (or overridden with -D) when a
@@ -37,6 +37,16 @@
 	!defined(MA_NETNS_ENTRIES) || !defined(MA_ENDPOINT_ENTRIES) ||      \
 	!defined(MA_EXCLUDED_PORT_ENTRIES)
 #error "map sizes are set by the agent (-D MA_*_ENTRIES)"
+#endif
+
+/* Byte offsets of the kernel members the programs read through BTF
+ * pointers (bpf_skc_to_tcp_sock), taken from the running kernel's BTF by the
+ * agent (meshaccel_agent.kernel.btf): the headers BCC compiles with may be
+ * another kernel's. The verifier checks each load against the same BTF. */
+#if !defined(MA_OFF_TCP_WRITE_SEQ) || !defined(MA_OFF_TCP_COPIED_SEQ) ||    \
+	!defined(MA_OFF_SK_USER_DATA) || !defined(MA_OFF_SK_WRITE_PENDING) ||  \
+	!defined(MA_OFF_PSOCK_MSG_TOT_LEN) || !defined(MA_OFF_PSOCK_REFCNT)
+#error "kernel member offsets are set by the agent (-D MA_OFF_*)"
 #endif
 
 #endif

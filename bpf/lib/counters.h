@@ -20,6 +20,18 @@ enum ma_counter {
 	MA_C_PAIR_RACE_NATIVE,	   /* client sent before the server enrolled */
 	MA_C_PASS_NATIVE_BYTES,
 	MA_C_PASS_SHUTDOWN,	   /* msg on the stack: socket's send side shut */
+	MA_C_FLOW_SPILLS,	   /* a direction switched to the stack (bound) */
+	MA_C_FLOW_RESUMES,	   /* a direction switched back to redirect */
+	MA_C_PASS_FLOW_CONTROL,	   /* msg on the stack: its direction is spilled */
+	MA_C_PASS_FLOW_CONTROL_BYTES,
+	MA_C_PASS_PEER_CLOSED,	   /* msg on the stack: peer half-closed and left */
+	MA_C_HALF_CLOSE_UNENROLLED, /* a half-closed socket left the sockhash */
+	MA_C_HALF_CLOSE_KEPT,	   /* ... could not yet (data or a send in flight) */
+	MA_C_REFUSED_FLOWS_FULL,   /* pair not committed: flow table full */
+	MA_C_PASS_PEER_GONE_BYTES,
+	MA_C_PASS_NO_STATE_BYTES,
+	MA_C_PASS_SHUTDOWN_BYTES,
+	MA_C_PASS_PEER_CLOSED_BYTES,
 	MA_C_MAX,
 };
 

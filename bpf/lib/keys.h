@@ -64,11 +64,63 @@ enum ma_sock_state {
 	MA_SOCK_NATIVE = 3,  /* this direction stays on the TCP stack */
 };
 
+/* One connection, named the same from both of its ends: the client's
+ * endpoint plus both initial sequence numbers (an endpoint alone can belong
+ * to two live connections towards different destinations). */
+struct ma_flow_key {
+	struct ma_origin_key origin;
+	__u32 client_next_seq; /* client ISN + 1 */
+	__u32 server_next_seq; /* server ISN + 1 */
+};
+
+/* The two directions of a connection, by sender. */
+#define MA_DIR_FROM_CLIENT 0
+#define MA_DIR_FROM_SERVER 1
+
 struct ma_sock_state_val {
 	__u64 state;		/* enum ma_sock_state; 64-bit for cmpxchg */
 	struct ma_origin_key origin; /* the pair this socket belongs to */
 	struct ma_sock_key self;     /* own sockhash key */
 	struct ma_sock_key peer;     /* where sk_msg redirects to */
+	struct ma_flow_key flow;     /* its entry in ma_flows */
+	__u32 send_dir;		     /* MA_DIR_FROM_*: the direction it sends */
+	__u32 pad;
+	__u64 last_copied_seq;	     /* receive side: copied_seq at its last read
+				      * (64-bit: BPF's atomic exchange is) */
+};
+
+/* How one direction of a paired connection carries its bytes. The sender's
+ * sk_msg switches it; only compare-and-swap changes it.
+ *
+ *   REDIRECT  into the peer's ingress queue, while the bytes redirected and
+ *             not yet read stay below the bound (ma_config);
+ *   STACK     through TCP (flow control by the receive window) until the
+ *             receiver has read every byte of both paths, then REDIRECT again;
+ *   CLOSED    the receiver half-closed and left the sockhash: TCP for good. */
+enum ma_dir_mode {
+	MA_DIR_REDIRECT = 1,
+	MA_DIR_STACK = 2,
+	MA_DIR_CLOSED = 3,
+};
+
+/* Per direction. Each field has one kind of writer: the sender's sk_msg
+ * (mode, redirected) or the receiver's read tracepoint (read_*). */
+struct ma_flow_dir {
+	__u64 mode;	       /* enum ma_dir_mode */
+	__u64 redirected;      /* bytes the sender's verdicts redirected */
+	__u64 read_redirected; /* bytes the receiver read from its ingress queue */
+	__u32 read_seq;	       /* receiver's copied_seq after its last read */
+	__u32 pad;
+};
+
+struct ma_flow {
+	struct ma_flow_dir dir[2]; /* by MA_DIR_FROM_* */
+	__u64 open;		   /* sockets of the pair not closed yet */
+};
+
+/* Settings the agent can change without replacing the programs. */
+struct ma_config {
+	__u64 flow_bound; /* max bytes redirected to one socket and not yet read */
 };
 
 /* Per enrolled network namespace. */

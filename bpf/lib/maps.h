@@ -13,7 +13,14 @@
  *  ma_endpoints,
  *  ma_excl_ports desired enrolment: written only by the agent's reconcile,
  *                read by sockops.
- *  ma_counters   written by both programs, read by the agent.
+ *  ma_flows      one entry per paired connection: sockops creates it at the
+ *                commit and deletes it when both sockets closed; the sender's
+ *                sk_msg switches a direction's mode and counts what it
+ *                redirected; the receiver's read tracepoint (recv.c) counts
+ *                what was read. The agent only reads it (status, tests).
+ *  ma_config     written by the agent (the flow-control bound), read by
+ *                sk_msg; changing it needs no new programs.
+ *  ma_counters   written by every program, read by the agent.
  *  ma_meta       schema marker: written by the agent that created the
  *                generation, read by later agents deciding adopt/replace.
  *
@@ -31,5 +38,7 @@ BPF_HASH(ma_netns, __u64, struct ma_netns_info, MA_NETNS_ENTRIES);
 BPF_HASH(ma_endpoints, __u32, __u64, MA_ENDPOINT_ENTRIES);
 BPF_HASH(ma_excl_ports, struct ma_port_key, __u8, MA_EXCLUDED_PORT_ENTRIES);
 BPF_ARRAY(ma_meta, struct ma_meta, 1);
+BPF_HASH(ma_flows, struct ma_flow_key, struct ma_flow, MA_SOCKHASH_ENTRIES);
+BPF_ARRAY(ma_config, struct ma_config, 1);
 
 #endif

@@ -18,12 +18,21 @@ from meshaccel_agent.selftest.run import INFORMATIONAL, SelfTestReport, run_self
 
 log = logging.getLogger(__name__)
 
+#: What an informational self-test failure means (README "Known kernel limitations").
+KNOWN = {
+    "stack_fionread": "kernel commit 929e30f93125: FIONREAD of a sockhash socket counts only redirected "
+    "bytes; it under-reports while flow control sends a connection through the stack",
+    "blocking_read_signal": "tcp_bpf_recvmsg() answers a blocking read woken by a signal with EAGAIN, "
+    "where TCP would restart it",
+}
+
 
 class Reason:
     """Values of meshaccel_degraded{reason} and of the node status later."""
 
     NO_CGROUP2 = "NoCgroup2"
     NO_KERNEL_HEADERS = "NoKernelHeaders"
+    NO_KERNEL_BTF = "NoKernelBTF"
     COMPILE_FAILED = "CompileFailed"
     LOAD_FAILED = "LoadFailed"
     PIN_FAILED = "PinFailed"
@@ -44,6 +53,8 @@ def _classify_prepare_error(exc: Exception) -> str:
     text = str(exc)
     if "no kernel headers" in text:
         return Reason.NO_KERNEL_HEADERS
+    if "BTF" in text:
+        return Reason.NO_KERNEL_BTF
     if "Failed to compile" in text:
         return Reason.COMPILE_FAILED
     if "Failed to load" in text:
@@ -63,15 +74,10 @@ def bring_up(datapath: Datapath, ignore_selftest: bool = False) -> DatapathHealt
             health.degraded_reason = _classify_prepare_error(exc)
             health.message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     if not health.degraded_reason:
-        health.selftest = report = run_selftest(datapath.current(), datapath.cgroup)
+        health.selftest = report = run_selftest(datapath.current(), datapath.cgroup, datapath.flow_bound)
         for check in INFORMATIONAL:
             if not report.passed.get(check, True):
-                log.warning(
-                    "kernel self-test %s: %s (known kernel regression; meshaccel never leaves a socket "
-                    "in a sockhash while the stack feeds it, so it does not affect accelerated traffic)",
-                    check,
-                    report.details.get(check),
-                )
+                log.warning("kernel self-test %s: %s (%s)", check, report.details.get(check), KNOWN[check])
         if report.ok:
             log.info("kernel self-test passed: %s", ", ".join(f"{k}: {v}" for k, v in report.details.items()))
         elif ignore_selftest:

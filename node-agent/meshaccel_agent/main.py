@@ -40,7 +40,7 @@ def run(settings: AgentSettings) -> int:
         return _cleanup(settings, cgroup)
     ensure_bpffs(settings.bpffs)
     options = BuildOptions(sizes=settings.map_sizes, extra_defines=settings.parsed_defines())
-    datapath = Datapath(settings.bpffs, cgroup, settings.cache_dir, options)
+    datapath = Datapath(settings.bpffs, cgroup, settings.cache_dir, options, settings.flow_control.boundBytes)
     if settings.mode == "kubernetes":
         from meshaccel_agent.kubernetes.agent import KubernetesAgent
         from meshaccel_api.kube import api_client

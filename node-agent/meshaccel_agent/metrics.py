@@ -8,18 +8,13 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from meshaccel_agent.kernel.layout import Counter
+from meshaccel_agent.kernel.layout import PASS_REASONS, Counter
 
-_PASS_REASONS = {
-    "native": Counter.PASS_NATIVE,  # the pair settled on the kernel stack
-    "peer_gone": Counter.PASS_PEER_GONE,  # the peer socket already closed
-    "no_state": Counter.PASS_NO_STATE,  # socket in the map without state
-    "shutdown": Counter.PASS_SHUTDOWN,  # write after shutdown(SHUT_WR): EPIPE
-}
 _REFUSAL_REASONS = {
     "exists": Counter.REFUSED_EXISTS,
     "sockhash_full": Counter.REFUSED_FULL,
     "pairs_full": Counter.REFUSED_PAIRS_FULL,
+    "flows_full": Counter.REFUSED_FLOWS_FULL,
     "pair_mismatch": Counter.PAIR_MISMATCH,
 }
 
@@ -81,9 +76,34 @@ class DatapathCollector(Collector):
             "Messages of enrolled sockets sent through the kernel stack, by reason",
             labels=["reason"],
         )
-        for reason, idx in _PASS_REASONS.items():
-            passed.add_metric([reason], float(c[idx]))
+        passed_bytes = CounterMetricFamily(
+            "meshaccel_passed_bytes",
+            "Bytes of enrolled sockets sent through the kernel stack, by reason",
+            labels=["reason"],
+        )
+        for reason, (msgs, nbytes) in PASS_REASONS.items():
+            passed.add_metric([reason], float(c[msgs]))
+            passed_bytes.add_metric([reason], float(c[nbytes]))
         yield passed
+        yield passed_bytes
+        switches = CounterMetricFamily(
+            "meshaccel_flow_control_switches",
+            "Connection directions switched by flow control: to the stack (the reader owes the bound) "
+            "or back to redirect (it caught up)",
+            labels=["to"],
+        )
+        switches.add_metric(["stack"], float(c[Counter.FLOW_SPILLS]))
+        switches.add_metric(["redirect"], float(c[Counter.FLOW_RESUMES]))
+        yield switches
+        half_close = CounterMetricFamily(
+            "meshaccel_half_closes",
+            "Sockets that shut their sending side: left the sockhash (reads become plain TCP), or kept "
+            "(data or a send was in flight)",
+            labels=["outcome"],
+        )
+        half_close.add_metric(["left"], float(c[Counter.HALF_CLOSE_UNENROLLED]))
+        half_close.add_metric(["kept"], float(c[Counter.HALF_CLOSE_KEPT]))
+        yield half_close
         refused = CounterMetricFamily(
             "meshaccel_insert_refusals", "Sockets or handshakes not enrolled, by reason", labels=["reason"]
         )

@@ -44,6 +44,7 @@ def agent_settings(name: str, spec: NodeAgentSpec) -> AgentSettings:
         log_level=spec.logLevel,
         metrics_address=f"0.0.0.0:{spec.metricsPort}",
         map_sizes=spec.mapSizes,
+        flow_control=spec.flowControl,
         # The host's cgroup2 tree, not the container's (cgroup namespace).
         cgroup=HOST_CGROUP,
         pod_cgroup_root=HOST_CGROUP,

@@ -4,41 +4,12 @@ and traffic flows natively. Map pressure: new connections go native."""
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from meshaccel_agent.datapath.attach import our_sockops_on
 from meshaccel_agent.kernel.host import find_cgroup2
 from meshaccel_lab.agent import AgentProcess
 from meshaccel_lab.topology import Lab, wait_for
-from tests.datapath.conftest import Delta, serve, traffic
-
-
-def probe(agent: AgentProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(agent.url + path, timeout=5) as r:
-            return int(r.status), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read().decode()
-    except OSError:
-        return 0, ""
-
-
-@contextmanager
-def agent_with(agent: AgentProcess, *args: str, wait_ready: bool = True) -> Iterator[None]:
-    agent.stop()
-    try:
-        if wait_ready:
-            agent.start(*args)
-        else:
-            agent.spawn(*args)
-            wait_for(lambda: probe(agent, "/healthz")[0] == 200, 60, "the agent to serve probes")
-        yield
-    finally:
-        agent.stop()
-        agent.start()
+from tests.datapath.conftest import Delta, agent_with, probe, serve, traffic
 
 
 def test_failed_selftest_degrades_and_enrols_nothing(lab: Lab, agent: AgentProcess) -> None:

@@ -18,6 +18,7 @@ bytes its reader has not consumed yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from meshaccel_agent.datapath.enrolment import DesiredNetns, EnrolmentMaps, Reco
 from meshaccel_agent.datapath.loader import install
 from meshaccel_agent.datapath.pins import Generation, PinRoot
 from meshaccel_agent.kernel import syscalls as sc
+from meshaccel_agent.kernel.btf import kernel_offsets
 from meshaccel_agent.kernel.compile import BuildOptions, assemble_source, bpf_source_dir, build_id
 from meshaccel_agent.kernel.headers import HeaderChoice, choose_headers
 from meshaccel_agent.kernel.layout import Counter, MapSpec, SockKey, expected_maps
@@ -36,11 +38,12 @@ log = logging.getLogger(__name__)
 
 
 class Datapath:
-    def __init__(self, bpffs: str, cgroup: str, cache_dir: str, options: BuildOptions) -> None:
+    def __init__(self, bpffs: str, cgroup: str, cache_dir: str, options: BuildOptions, flow_bound: int) -> None:
         self.pins = PinRoot(bpffs)
         self.cgroup = cgroup
         self.cache_dir = cache_dir
         self.options = options
+        self.flow_bound = flow_bound
         self.headers: HeaderChoice | None = None
         self.load_seconds = 0.0
         self.build_id = b""
@@ -63,6 +66,7 @@ class Datapath:
         """
         t0 = time.monotonic()
         self.headers = choose_headers(self.cache_dir)
+        self.options = dataclasses.replace(self.options, kernel_offsets=kernel_offsets())
         bpf_dir = bpf_source_dir()
         source = assemble_source(bpf_dir)
         self.build_id = build_id(source, self.options.cflags())
@@ -79,6 +83,7 @@ class Datapath:
             cur = install(self.pins, bpf_dir, source, self.options, self.build_id)
             self.mode = "installed"
         self._arm_sk_msg(cur)
+        cur.set_flow_bound(self.flow_bound)
         self._enrolment = EnrolmentMaps(cur)
         self.load_seconds = time.monotonic() - t0
         log.info("datapath %s in %.2fs (headers: %s)", self.mode, self.load_seconds, self.headers.source)

@@ -21,8 +21,8 @@ from typing import TypeVar
 
 from meshaccel_agent.datapath.attach import attach_sockops, detach_sockops, is_attached
 from meshaccel_agent.kernel import syscalls as sc
-from meshaccel_agent.kernel.compile import SK_MSG_FN, SOCKOPS_FN
-from meshaccel_agent.kernel.layout import Counter, MapSpec, Meta, SockKey
+from meshaccel_agent.kernel.compile import RECV_FN, SK_MSG_FN, SOCKOPS_FN
+from meshaccel_agent.kernel.layout import Config, Counter, Flow, FlowKey, MapSpec, Meta, SockKey
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,7 +31,10 @@ CURRENT = "current"
 RETIRED_PREFIX = "retired-"
 STAGING_PREFIX = "staging-"
 #: pin name -> function name in bpf/
-PROGRAMS = {"sockops": SOCKOPS_FN, "sk_msg": SK_MSG_FN}
+PROGRAMS = {"sockops": SOCKOPS_FN, "sk_msg": SK_MSG_FN, "recv": RECV_FN}
+#: The recv program's tracepoint attachment: a pinned link stays attached
+#: after the agent exits, and goes when the generation is unpinned.
+RECV_LINK = "recv_link"
 MAP_NAMES = (
     "ma_sockhash",
     "ma_pairs",
@@ -41,6 +44,8 @@ MAP_NAMES = (
     "ma_excl_ports",
     "ma_counters",
     "ma_meta",
+    "ma_flows",
+    "ma_config",
 )
 SOCKHASH_KEY_SIZE = ct.sizeof(SockKey)
 
@@ -85,11 +90,32 @@ class Generation:
                     os.close(fd)
                 if have != want:
                     return f"map {name} is {have}, expected {want}"
-            for prog in PROGRAMS:
-                os.close(self.fd(prog))
+            for pin in (*PROGRAMS, RECV_LINK):
+                os.close(self.fd(pin))
         except OSError as exc:
             return f"incomplete generation: {exc}"
         return None
+
+    def set_flow_bound(self, bound: int) -> None:
+        """The flow-control bound (bytes) every connection of this generation uses from now on."""
+        fd = self.fd("ma_config")
+        try:
+            sc.RawMap(fd, 4, ct.sizeof(Config)).update(u32(0), bytes(Config(flow_bound=bound)))
+        finally:
+            os.close(fd)
+
+    def flows(self) -> list[tuple[FlowKey, Flow]]:
+        fd = self.fd("ma_flows")
+        try:
+            m = sc.RawMap(fd, ct.sizeof(FlowKey), ct.sizeof(Flow))
+            out = []
+            for k in m.iter_keys():
+                v = m.lookup(k)
+                if v is not None:
+                    out.append((FlowKey.from_buffer_copy(k), Flow.from_buffer_copy(v)))
+            return out
+        finally:
+            os.close(fd)
 
     def sockhash_keys(self) -> list[SockKey]:
         fd = self.fd("ma_sockhash")

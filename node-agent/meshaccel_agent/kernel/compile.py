@@ -16,9 +16,12 @@ from pathlib import Path
 
 from meshaccel_api.v1alpha1 import MapSizes
 
-PROGRAM_FILES = ("sockops.c", "sk_msg.c")
+PROGRAM_FILES = ("sockops.c", "sk_msg.c", "recv.c")
 SOCKOPS_FN = "meshaccel_sockops"
 SK_MSG_FN = "meshaccel_sk_msg"
+RECV_FN = "meshaccel_recv"
+#: The tracepoint RECV_FN runs on (tp_btf): after every recvmsg().
+RECV_TRACEPOINT = "sock_recv_length"
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
@@ -48,12 +51,14 @@ MAP_SIZE_DEFINES = {
 @dataclass(frozen=True)
 class BuildOptions:
     sizes: MapSizes = field(default_factory=MapSizes)
+    #: Offsets of kernel members (kernel.btf.kernel_offsets()).
+    kernel_offsets: tuple[tuple[str, int], ...] = ()
     #: Extra -D NAME=VALUE (e.g. MA_PROGRAM_VERSION for upgrade tests).
     extra_defines: tuple[tuple[str, int], ...] = ()
 
     def defines(self) -> dict[str, int]:
         sizes = {define: getattr(self.sizes, name) for name, define in MAP_SIZE_DEFINES.items()}
-        return {**sizes, **dict(self.extra_defines)}
+        return {**sizes, **dict(self.kernel_offsets), **dict(self.extra_defines)}
 
     def cflags(self) -> list[str]:
         return [f"-D{k}={v}" for k, v in sorted(self.defines().items())]

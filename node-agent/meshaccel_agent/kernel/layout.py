@@ -65,12 +65,34 @@ class Counter(enum.IntEnum):
     PAIR_RACE_NATIVE = 11
     PASS_NATIVE_BYTES = 12
     PASS_SHUTDOWN = 13
+    FLOW_SPILLS = 14
+    FLOW_RESUMES = 15
+    PASS_FLOW_CONTROL = 16
+    PASS_FLOW_CONTROL_BYTES = 17
+    PASS_PEER_CLOSED = 18
+    HALF_CLOSE_UNENROLLED = 19
+    HALF_CLOSE_KEPT = 20
+    REFUSED_FLOWS_FULL = 21
+    PASS_PEER_GONE_BYTES = 22
+    PASS_NO_STATE_BYTES = 23
+    PASS_SHUTDOWN_BYTES = 24
+    PASS_PEER_CLOSED_BYTES = 25
 
 
 COUNTER_SLOTS = len(Counter)
 
-#: Counters of messages that went through the kernel stack instead of the peer.
-PASS_COUNTERS = (Counter.PASS_NATIVE, Counter.PASS_PEER_GONE, Counter.PASS_NO_STATE, Counter.PASS_SHUTDOWN)
+#: Why a message of an enrolled socket went through the kernel stack:
+#: reason -> (messages, bytes).
+PASS_REASONS = {
+    "native": (Counter.PASS_NATIVE, Counter.PASS_NATIVE_BYTES),  # the pair settled on the stack
+    "peer_gone": (Counter.PASS_PEER_GONE, Counter.PASS_PEER_GONE_BYTES),  # the peer socket closed
+    "no_state": (Counter.PASS_NO_STATE, Counter.PASS_NO_STATE_BYTES),  # socket in the map without state
+    "shutdown": (Counter.PASS_SHUTDOWN, Counter.PASS_SHUTDOWN_BYTES),  # write after shutdown(SHUT_WR): EPIPE
+    "flow_control": (Counter.PASS_FLOW_CONTROL, Counter.PASS_FLOW_CONTROL_BYTES),  # the reader owes the bound
+    "peer_closed": (Counter.PASS_PEER_CLOSED, Counter.PASS_PEER_CLOSED_BYTES),  # the reader half-closed and left
+}
+PASS_COUNTERS = tuple(msgs for msgs, _ in PASS_REASONS.values())
+PASS_BYTE_COUNTERS = tuple(nbytes for _, nbytes in PASS_REASONS.values())
 
 
 def ip_to_be32(ip: str) -> int:
@@ -96,8 +118,47 @@ class Pair(ct.Structure):
     ]
 
 
+class FlowKey(ct.Structure):
+    _fields_ = [("origin", OriginKey), ("client_next_seq", ct.c_uint32), ("server_next_seq", ct.c_uint32)]
+
+
 class SockState(ct.Structure):
-    _fields_ = [("state", ct.c_uint64), ("origin", OriginKey), ("self_key", SockKey), ("peer", SockKey)]
+    _fields_ = [
+        ("state", ct.c_uint64),
+        ("origin", OriginKey),
+        ("self_key", SockKey),
+        ("peer", SockKey),
+        ("flow", FlowKey),
+        ("send_dir", ct.c_uint32),
+        ("pad", ct.c_uint32),
+        ("last_copied_seq", ct.c_uint64),
+    ]
+
+
+class DirMode(enum.IntEnum):
+    """enum ma_dir_mode in bpf/lib/keys.h."""
+
+    REDIRECT = 1
+    STACK = 2
+    CLOSED = 3
+
+
+class FlowDir(ct.Structure):
+    _fields_ = [
+        ("mode", ct.c_uint64),
+        ("redirected", ct.c_uint64),
+        ("read_redirected", ct.c_uint64),
+        ("read_seq", ct.c_uint32),
+        ("pad", ct.c_uint32),
+    ]
+
+
+class Flow(ct.Structure):
+    _fields_ = [("dir", FlowDir * 2), ("open", ct.c_uint64)]
+
+
+class Config(ct.Structure):
+    _fields_ = [("flow_bound", ct.c_uint64)]
 
 
 class Meta(ct.Structure):
@@ -129,4 +190,6 @@ def expected_maps(sizes: MapSizes) -> dict[str, MapSpec]:
         "ma_excl_ports": MapSpec(MAP_HASH, size(PortKey), 1, sizes.excludedPorts),
         "ma_counters": MapSpec(MAP_PERCPU_ARRAY, 4, 8, COUNTER_SLOTS),
         "ma_meta": MapSpec(MAP_ARRAY, 4, size(Meta), 1),
+        "ma_flows": MapSpec(MAP_HASH, size(FlowKey), size(Flow), sizes.sockhash),
+        "ma_config": MapSpec(MAP_ARRAY, 4, size(Config), 1),
     }

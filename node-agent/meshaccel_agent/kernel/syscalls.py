@@ -13,9 +13,11 @@ import errno
 import os
 from collections.abc import Iterator
 
-# enum bpf_attach_type and flags, from include/uapi/linux/bpf.h
+# enum bpf_prog_type, bpf_attach_type and flags, from include/uapi/linux/bpf.h
+BPF_PROG_TYPE_TRACING = 26
 BPF_CGROUP_SOCK_OPS = 3
 BPF_SK_MSG_VERDICT = 7
+BPF_TRACE_RAW_TP = 23
 BPF_F_ALLOW_MULTI = 1 << 1
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -64,8 +66,77 @@ def libbpf() -> ct.CDLL:
             ct.POINTER(ct.c_uint32),
         ]
         lb.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
+        lb.libbpf_find_vmlinux_btf_id.argtypes = [ct.c_char_p, ct.c_int]
+        lb.bpf_prog_load.argtypes = [
+            ct.c_int,
+            ct.c_char_p,
+            ct.c_char_p,
+            ct.c_void_p,
+            ct.c_size_t,
+            ct.POINTER(_ProgLoadOpts),
+        ]
+        lb.bpf_raw_tracepoint_open.argtypes = [ct.c_char_p, ct.c_int]
         _libbpf = lb
     return _libbpf
+
+
+class _ProgLoadOpts(ct.Structure):
+    """struct bpf_prog_load_opts up to log_buf (libbpf 1.0+; later fields
+    stay at their defaults because `sz` ends here)."""
+
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("attempts", ct.c_int),
+        ("expected_attach_type", ct.c_int),
+        ("prog_btf_fd", ct.c_uint32),
+        ("prog_flags", ct.c_uint32),
+        ("prog_ifindex", ct.c_uint32),
+        ("kern_version", ct.c_uint32),
+        ("attach_btf_id", ct.c_uint32),
+        ("attach_prog_fd", ct.c_uint32),
+        ("attach_btf_obj_fd", ct.c_uint32),
+        ("fd_array", ct.c_void_p),
+        ("func_info", ct.c_void_p),
+        ("func_info_cnt", ct.c_uint32),
+        ("func_info_rec_size", ct.c_uint32),
+        ("line_info", ct.c_void_p),
+        ("line_info_cnt", ct.c_uint32),
+        ("line_info_rec_size", ct.c_uint32),
+        ("log_level", ct.c_uint32),
+        ("log_size", ct.c_uint32),
+        ("log_buf", ct.c_char_p),
+    ]
+
+
+def load_tp_btf(insns: bytes, name: str, tracepoint: str) -> int:
+    """Load bytecode as a BTF tracepoint program (SEC("tp_btf/<tracepoint>")).
+
+    BCC 0.26 compiles such a program but cannot load it: it knows only the
+    fentry/fexit/LSM kinds of BPF_PROG_TYPE_TRACING."""
+    lb = libbpf()
+    btf_id = lb.libbpf_find_vmlinux_btf_id(tracepoint.encode(), BPF_TRACE_RAW_TP)
+    if btf_id < 0:
+        raise OSError(-btf_id, f"tracepoint {tracepoint} is not in the kernel's BTF")
+    log = ct.create_string_buffer(1 << 20)
+    opts = _ProgLoadOpts(
+        sz=ct.sizeof(_ProgLoadOpts),
+        expected_attach_type=BPF_TRACE_RAW_TP,
+        attach_btf_id=btf_id,
+        log_level=1,
+        log_size=len(log),
+        log_buf=ct.cast(log, ct.c_char_p),
+    )
+    fd = lb.bpf_prog_load(BPF_PROG_TYPE_TRACING, name[:15].encode(), b"GPL", insns, len(insns) // 8, ct.byref(opts))
+    if fd < 0:
+        err = ct.get_errno() or -fd
+        verifier = log.value.decode(errors="replace").strip().splitlines()[-3:]
+        raise OSError(err, f"Failed to load {name}: {os.strerror(err)}: {' | '.join(verifier)}")
+    return int(fd)
+
+
+def attach_tp_btf(prog_fd: int) -> int:
+    """Attach a tp_btf program; returns the link (pin it to outlive the fd)."""
+    return _check(libbpf().bpf_raw_tracepoint_open(None, prog_fd), "attach tracepoint")
 
 
 def lib() -> ct.CDLL:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meshaccel_agent.bringup import DatapathHealth, Reason
-from meshaccel_agent.kernel.layout import PASS_COUNTERS, Counter
+from meshaccel_agent.kernel.layout import PASS_BYTE_COUNTERS, PASS_COUNTERS, Counter
 from meshaccel_agent.metrics import DatapathSnapshot
 from meshaccel_api.conditions import set_condition
 from meshaccel_api.v1alpha1 import Condition, NodeEnrolmentStatus, PodProblem, TrafficCounters
@@ -43,7 +43,7 @@ def traffic_counters(snap: DatapathSnapshot) -> TrafficCounters:
         messagesRedirected=c[Counter.REDIR_MSGS],
         bytesRedirected=c[Counter.REDIR_BYTES],
         messagesPassed=sum(c[k] for k in PASS_COUNTERS),
-        bytesPassed=c[Counter.PASS_NATIVE_BYTES],
+        bytesPassed=sum(c[k] for k in PASS_BYTE_COUNTERS),
     )
 
 

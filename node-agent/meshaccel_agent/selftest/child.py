@@ -2,7 +2,7 @@
 cgroup the parent chose), prints its netns cookie, waits for "go" on stdin,
 runs the checks and prints one JSON line {check: [passed, detail]}.
 
-    python -m meshaccel_agent.selftest.child SOCKHASH_FD
+    python -m meshaccel_agent.selftest.child SOCKHASH_FD FLOW_BOUND
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -133,7 +134,92 @@ def _check_stack_fionread(sockhash_fd: int, client: socket.socket, server: socke
         return n == 1000, f"FIONREAD={n} after 1000 stack bytes"
 
 
-def child_main(sockhash_fd: int) -> int:
+def _check_flow_control(bound: int) -> tuple[bool, str]:
+    """A non-blocking writer and a reader that sleeps: the writer must meet
+    EAGAIN (the stack's window) long before it queued without limit."""
+    client, server = _pair(7406)
+    with client, server:
+        client.setblocking(False)
+        limit = bound + (64 << 20)
+        accepted = 0
+        chunk = b"f" * (1 << 20)
+        while accepted < limit:
+            try:
+                accepted += client.send(chunk)
+            except BlockingIOError:
+                break
+        else:
+            return False, f"{accepted} bytes accepted without EAGAIN: redirects are not bounded"
+        got = 0
+        server.settimeout(10)
+        client.shutdown(socket.SHUT_WR)
+        while True:
+            d = server.recv(1 << 20)
+            if not d:
+                break
+            if d.strip(b"f"):
+                return False, "the stream arrived changed"
+            got += len(d)
+        return got == accepted, f"EAGAIN after {accepted} bytes (bound {bound}); {got} read back"
+
+
+def _check_half_close() -> tuple[bool, str]:
+    """A blocking client half-closes and blocks in recv(); the server answers
+    only after the ACK of the client's FIN has surely woken that recv()."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 7407))
+    srv.listen(1)
+    client = socket.create_connection(("127.0.0.1", 7407))
+    client.settimeout(None)
+    server, _ = srv.accept()
+    srv.close()
+
+    def answer() -> None:
+        with server:
+            _recv_exact(server, 4 << 20)
+            time.sleep(0.3)
+            server.sendall(b"done")
+
+    t = threading.Thread(target=answer)
+    t.start()
+    with client:
+        client.sendall(b"h" * (4 << 20))
+        client.shutdown(socket.SHUT_WR)
+        try:
+            reply = _recv_exact(client, 4)
+        except BlockingIOError:
+            t.join()
+            return False, "a blocking recv() after shutdown(SHUT_WR) failed with EAGAIN"
+    t.join()
+    return reply == b"done", "blocking recv() after shutdown(SHUT_WR) waited for the reply"
+
+
+def _check_blocking_read_signal() -> tuple[bool, str]:
+    """Informational: does a blocking recv() on an accelerated socket survive
+    a signal (SA_RESTART handler), as on TCP? tcp_bpf_recvmsg() returns
+    EAGAIN for any wake-up without data, a signal included."""
+    client, server = _pair(7408)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.siginterrupt(signal.SIGUSR1, False)
+    with client, server:
+        client.settimeout(None)
+        timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGUSR1))
+        timer.start()
+        later = threading.Timer(0.6, lambda: server.sendall(b"x"))
+        later.start()
+        try:
+            got = client.recv(1)
+            ok, detail = got == b"x", "a signal during a blocking recv() is retried, as on TCP"
+        except BlockingIOError:
+            ok, detail = False, "a signal during a blocking recv() makes it fail with EAGAIN (tcp_bpf_recvmsg)"
+        finally:
+            timer.join()
+            later.join()
+            signal.signal(signal.SIGUSR1, previous)
+    return ok, detail
+
+
+def child_main(sockhash_fd: int, bound: int) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     unenrolled_pair = _pair(7405)  # connected before enrolment: never paired
     print(current_netns_cookie(), flush=True)
@@ -146,6 +232,9 @@ def child_main(sockhash_fd: int) -> int:
         "fionread": _check_fionread,
         "epoll_wakeup": _check_epoll_wakeup,
         "stack_fionread": lambda: _check_stack_fionread(sockhash_fd, *unenrolled_pair),
+        "flow_control": lambda: _check_flow_control(bound),
+        "half_close": _check_half_close,
+        "blocking_read_signal": _check_blocking_read_signal,
     }
     for name, check in checks.items():
         try:
@@ -157,4 +246,4 @@ def child_main(sockhash_fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(int(sys.argv[1])))
+    sys.exit(child_main(int(sys.argv[1]), int(sys.argv[2])))

@@ -10,9 +10,15 @@ fails never gets a root attachment. Checks:
   large_write    a 32 MiB write completes promptly (stalls seen on 6.12.x)
   fionread       FIONREAD reports redirected bytes
   epoll_wakeup   epoll wakes a reader for a redirected message
+  flow_control   a writer facing a sleeping reader meets EAGAIN within the
+                 bound plus TCP's buffers, and every byte arrives
+  half_close     a blocking recv() after shutdown(SHUT_WR) waits for the
+                 reply instead of failing with EAGAIN
   stack_fionread informational: FIONREAD of a socket in a sockhash that
-                 receives stack data (0 on kernels with 929e30f93125);
-                 meshaccel never leaves a socket in that state by design
+                 receives stack data (0 on kernels with 929e30f93125)
+  blocking_read_signal
+                 informational: a signal during a blocking recv() on an
+                 accelerated socket (EAGAIN on every kernel so far)
 
 The child (selftest/child.py) prints its netns cookie, waits for "go", runs
 the checks and prints one JSON line.
@@ -38,8 +44,8 @@ from meshaccel_agent.kernel.layout import Counter, NetnsInfo
 
 log = logging.getLogger(__name__)
 
-ESSENTIAL = ("redirect", "large_write", "fionread", "epoll_wakeup")
-INFORMATIONAL = ("stack_fionread",)
+ESSENTIAL = ("redirect", "large_write", "fionread", "epoll_wakeup", "flow_control", "half_close")
+INFORMATIONAL = ("stack_fionread", "blocking_read_signal")
 
 
 @dataclass
@@ -60,9 +66,10 @@ class SelfTestReport:
             self.details.setdefault(check, f"self-test could not run: {why}")
 
 
-def run_selftest(gen: Generation, cgroup_root: str, timeout: float = 60.0) -> SelfTestReport:
+def run_selftest(gen: Generation, cgroup_root: str, flow_bound: int, timeout: float = 60.0) -> SelfTestReport:
     """Run the checks against the pinned generation @gen; @cgroup_root is
-    where its sockops program is (or will be) attached."""
+    where its sockops program is (or will be) attached, @flow_bound the bound
+    its connections use."""
     report = SelfTestReport()
     if stale := remove_stale_selftest_cgroups(cgroup_root):
         log.info("self-test: removed %d cgroup(s) left by a killed agent", stale)
@@ -78,7 +85,7 @@ def run_selftest(gen: Generation, cgroup_root: str, timeout: float = 60.0) -> Se
         if private_attach:
             attach_sockops(sockops, cgroup)
         child = subprocess.Popen(
-            [sys.executable, "-m", "meshaccel_agent.selftest.child", str(sockhash)],
+            [sys.executable, "-m", "meshaccel_agent.selftest.child", str(sockhash), str(flow_bound)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -101,11 +108,24 @@ def run_selftest(gen: Generation, cgroup_root: str, timeout: float = 60.0) -> Se
             ok, detail = results.get(check, [False, f"no result ({err.strip()[-200:]})"])
             report.passed[check] = bool(ok)
             report.details[check] = str(detail)
-        pairs = after[Counter.PAIRS] - before[Counter.PAIRS]
-        redirected = after[Counter.REDIR_BYTES] - before[Counter.REDIR_BYTES]
-        if report.passed["redirect"] and (pairs < 1 or redirected < 2 << 20):
+        moved = {c: after[c] - before[c] for c in Counter}
+        # The echo (2 MiB both ways) was redirected, or spilled to the stack
+        # once past the bound; the first bound's worth must be redirected.
+        carried = moved[Counter.REDIR_BYTES] + moved[Counter.PASS_FLOW_CONTROL_BYTES]
+        if report.passed["redirect"] and (
+            moved[Counter.PAIRS] < 1 or carried < 2 << 20 or moved[Counter.REDIR_BYTES] < min(flow_bound, 2 << 20)
+        ):
             report.passed["redirect"] = False
-            report.details["redirect"] = f"echo arrived, but not redirected ({pairs} pairs, {redirected} B)"
+            report.details["redirect"] = (
+                f"echo arrived, but not redirected ({moved[Counter.PAIRS]} pairs, "
+                f"{moved[Counter.REDIR_BYTES]} B redirected)"
+            )
+        if report.passed["flow_control"] and moved[Counter.FLOW_SPILLS] < 1:
+            report.passed["flow_control"] = False
+            report.details["flow_control"] += "; but no direction was switched to the stack"
+        if report.passed["half_close"] and moved[Counter.HALF_CLOSE_UNENROLLED] < 1:
+            report.passed["half_close"] = False
+            report.details["half_close"] += "; but the socket did not leave the sockhash"
     except Exception as exc:  # any failure to even run the test is a failed test
         report.fail_all(str(exc))
     finally:

@@ -1,0 +1,246 @@
+"""Slow readers and fast writers, checked byte for byte.
+
+Run inside a pod: `python -m meshaccel_lab.slow MODE ...`. The server reads
+slowly, in the ways real programs read; the clients write as fast as the
+socket lets them. Every stream ends with the server's (length, sha256), so
+loss, reordering or misdelivery fail the run. Clients print one JSON line and
+exit 0 only if everything they checked matched.
+
+  slowsink  reads each connection at --rate bytes/s (0: as fast as it can),
+            in random sizes from 1 B to --max-read, sleeping between reads;
+            --style blocking | epoll (non-blocking reads until EAGAIN after
+            each EPOLLIN) | peek (MSG_PEEK each chunk first, then read it and
+            compare); --fast-after N reads at full speed after N bytes
+  flood     writes --bytes through a non-blocking socket driven by epoll:
+            EAGAIN is TCP's way of saying "wait", EPOLLOUT says "go on";
+            counts them, and any other error fails the run; --parallel N
+            runs N connections at once
+  halfclose --count times: a blocking socket (no timeout) sends --bytes,
+            shuts its sending side, and blocks in recv() for the reply, as
+            simple clients do; EAGAIN or any error there fails the run
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import random
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+
+from meshaccel_lab.traffic import pattern, recv_exact
+
+_REPLY = struct.Struct("!Q32s")  # bytes received, sha256 (as traffic.sink)
+
+
+# -- the server ----------------------------------------------------------
+
+
+class Pacer:
+    """Sleeps so that reading stays at @rate bytes/s (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+
+    def wait(self, total: int) -> None:
+        if self.rate > 0:
+            ahead = total / self.rate - (time.monotonic() - self.start)
+            if ahead > 0:
+                time.sleep(min(ahead, 0.5))
+
+
+def _read_chunk(conn: socket.socket, style: str, n: int, ep: select.epoll | None) -> bytes:
+    if style == "epoll":
+        assert ep is not None
+        while True:
+            try:
+                return conn.recv(n)
+            except BlockingIOError:
+                ep.poll(5)
+    if style == "peek":
+        peeked = conn.recv(n, socket.MSG_PEEK)
+        got = conn.recv(len(peeked)) if peeked else b""
+        if got != peeked[: len(got)]:
+            raise AssertionError(f"MSG_PEEK showed {len(peeked)} bytes that the next read did not return")
+        return got
+    return conn.recv(n)
+
+
+def handle(conn: socket.socket, rate: float, max_read: int, style: str, fast_after: int, seed: int) -> None:
+    rng = random.Random(seed)
+    h = hashlib.sha256()
+    total = 0
+    pacer = Pacer(rate)
+    ep: select.epoll | None = None
+    with conn:
+        if style == "epoll":
+            conn.setblocking(False)
+            ep = select.epoll()
+            ep.register(conn.fileno(), select.EPOLLIN)
+        else:
+            conn.settimeout(300)
+        try:
+            while True:
+                size = rng.choice((1, 7, 100, 1500, 4096, 65536, max_read, rng.randint(1, max_read)))
+                data = _read_chunk(conn, style, min(size, max_read), ep)
+                if not data:
+                    break
+                h.update(data)
+                total += len(data)
+                if not fast_after or total < fast_after:
+                    pacer.wait(total)
+            conn.setblocking(True)
+            conn.sendall(_REPLY.pack(total, h.digest()))
+        except OSError:
+            pass
+        finally:
+            if ep is not None:
+                ep.close()
+
+
+def serve(port: int, rate: float, max_read: int, style: str, fast_after: int) -> None:
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(1024)
+    seed = 0
+    while True:
+        conn, _ = srv.accept()
+        seed += 1
+        threading.Thread(target=handle, args=(conn, rate, max_read, style, fast_after, seed), daemon=True).start()
+
+
+# -- the clients ---------------------------------------------------------
+
+
+def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: float) -> dict[str, object]:
+    """Non-blocking writes, epoll for EPOLLOUT; the verdict of the reader."""
+    s = socket.create_connection((host, port), timeout=10)
+    s.setblocking(False)
+    ep = select.epoll()
+    ep.register(s.fileno(), select.EPOLLOUT)
+    h = hashlib.sha256()
+    counts = {"eagain": 0, "epollout": 0, "writes": 0}
+    errors: list[str] = []
+    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    try:
+        for piece in pattern(total, chunk, seed):
+            view = piece
+            while view:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the writer made no progress before the deadline")
+                try:
+                    n = s.send(view)
+                    counts["writes"] += 1
+                except BlockingIOError:
+                    counts["eagain"] += 1
+                    if ep.poll(10):
+                        counts["epollout"] += 1
+                    continue
+                h.update(view[:n])
+                view = view[n:]
+        write_seconds = time.monotonic() - t0
+        s.setblocking(True)
+        s.settimeout(timeout)
+        s.shutdown(socket.SHUT_WR)
+        n, digest = _REPLY.unpack(recv_exact(s, _REPLY.size))
+    except OSError as exc:
+        errors.append(f"{type(exc).__name__}: {errno.errorcode.get(exc.errno or 0, exc.errno)} {exc}")
+        n, digest, write_seconds = -1, b"", time.monotonic() - t0
+    finally:
+        ep.close()
+        s.close()
+    ok = not errors and n == total and digest == h.digest()
+    seconds = round(write_seconds, 3)
+    return {"ok": ok, "sent": total, "received": n, "errors": errors, "write_seconds": seconds, **counts}
+
+
+def floods(host: str, port: int, total: int, chunk: int, parallel: int, timeout: float) -> dict[str, object]:
+    """@parallel floods at once, one thread (and connection) each."""
+    results: list[dict[str, object]] = [{} for _ in range(parallel)]
+
+    def one(i: int) -> None:
+        results[i] = flood(host, port, total, chunk, i + 1, timeout)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 60)
+    bad = [r for r in results if not r.get("ok")]
+    return {
+        "ok": not bad,
+        "connections": parallel,
+        "failed": len(bad),
+        "failures": [r.get("errors") or r for r in bad[:5]],
+        "eagain": sum(int(str(r.get("eagain", 0))) for r in results),
+    }
+
+
+def halfclose(host: str, port: int, total: int, count: int) -> dict[str, object]:
+    """Blocking sockets with no timeout: what a simple client does."""
+    failures: list[str] = []
+    for i in range(count):
+        s = socket.create_connection((host, port))
+        s.settimeout(None)  # blocking: no poll() under the hood
+        try:
+            h = hashlib.sha256()
+            for piece in pattern(total, 1 << 20, i):
+                s.sendall(piece)
+                h.update(piece)
+            s.shutdown(socket.SHUT_WR)
+            n, digest = _REPLY.unpack(recv_exact(s, _REPLY.size))
+            if n != total or digest != h.digest():
+                failures.append(f"#{i}: reply {n} bytes, digest {'ok' if digest == h.digest() else 'differs'}")
+        except OSError as exc:
+            failures.append(f"#{i}: {type(exc).__name__}: {errno.errorcode.get(exc.errno or 0, exc.errno)}")
+        finally:
+            s.close()
+    return {"ok": not failures, "connections": count, "failures": failures[:10], "failed": len(failures)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="meshaccel_lab.slow", description=__doc__)
+    sub = p.add_subparsers(dest="mode", required=True)
+    srv = sub.add_parser("slowsink")
+    srv.add_argument("--port", type=int, required=True)
+    srv.add_argument("--rate", type=float, default=0.0)
+    srv.add_argument("--max-read", type=int, default=1 << 20)
+    srv.add_argument("--style", choices=("blocking", "epoll", "peek"), default="blocking")
+    srv.add_argument("--fast-after", type=int, default=0)
+    f = sub.add_parser("flood")
+    f.add_argument("--bytes", type=int, required=True)
+    f.add_argument("--chunk", type=int, default=1 << 20)
+    f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--timeout", type=float, default=120.0)
+    f.add_argument("--parallel", type=int, default=1)
+    hc = sub.add_parser("halfclose")
+    hc.add_argument("--bytes", type=int, required=True)
+    hc.add_argument("--count", type=int, default=1)
+    for c in (f, hc):
+        c.add_argument("--host", required=True)
+        c.add_argument("--port", type=int, required=True)
+    args = p.parse_args(argv)
+    if args.mode == "slowsink":
+        serve(args.port, args.rate, args.max_read, args.style, args.fast_after)
+        return 0
+    if args.mode == "flood" and args.parallel > 1:
+        result = floods(args.host, args.port, args.bytes, args.chunk, args.parallel, args.timeout)
+    elif args.mode == "flood":
+        result = flood(args.host, args.port, args.bytes, args.chunk, args.seed, args.timeout)
+    else:
+        result = halfclose(args.host, args.port, args.bytes, args.count)
+    print(json.dumps(result), flush=True)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
