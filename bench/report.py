@@ -7,6 +7,7 @@ same run.
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -124,11 +125,19 @@ def evaluate_targets(summaries: list[Summary], agent: dict[str, float]) -> list[
             "<=",
         ),
     ]
-    bulk_sizes = sorted({s.param for s in summaries if s.workload == "bulk" and s.path == "direct"})
-    worst_bulk = [r("direct", "bulk", size, "gbit_per_s", ACCEL, KERNEL) for size in bulk_sizes]
-    known = [v for v in worst_bulk if v is not None]
+    for path in ("direct", "sidecar"):
+        sizes = sorted({s.param for s in summaries if s.workload == "bulk" and s.path == path})
+        known = [v for v in (r(path, "bulk", n, "gbit_per_s", ACCEL, KERNEL) for n in sizes) if v is not None]
+        targets.append(
+            Target(f"{path} bulk, every size: accelerated / kernel (worst)", min(known) if known else None, 1.0, ">=")
+        )
     targets.append(
-        Target("direct bulk, every size: accelerated / kernel (worst)", min(known) if known else None, 1.0, ">=")
+        Target(
+            "sidecar bulk 64 KiB: accelerated / kernel",
+            r("sidecar", "bulk", 65536, "gbit_per_s", ACCEL, KERNEL),
+            1.4,
+            ">=",
+        )
     )
     targets.append(Target("not enrolled / kernel, every workload (worst)", worst_not_enrolled(summaries), 0.98, ">="))
     targets.append(
@@ -171,16 +180,148 @@ def worst_not_enrolled(summaries: list[Summary]) -> float | None:
     return min(values) if values else None
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Not enrolled vs kernel for one cell, from back-to-back pairs of runs
+    (order alternating): the median of the per-pair goodness ratios and a
+    bootstrap 95 % interval of that median. Pairing cancels the drift of a
+    shared VM between two configurations measured minutes apart."""
+
+    path: str
+    workload: str
+    param: int
+    metric: str
+    goodness: float  # > 1: not enrolled is better; 0.98: 2 % worse
+    low: float
+    high: float
+    n: int
+
+
+def _bootstrap_median(values: list[float], rounds: int = 2000, seed: int = 7) -> tuple[float, float]:
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+def paired(samples: list[Sample]) -> list[Paired]:
+    """Cells of samples taken in pairs: rep i of KERNEL and of NOT_ENROLLED."""
+    runs: dict[tuple[str, str, int, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for s in samples:
+        for metric, value in s.metrics.items():
+            if metric in ("p50_us", "gbit_per_s", "per_s", "cpu_us_per_txn"):
+                runs[(s.path, s.workload, s.param, metric)][s.config][s.rep] = value
+    out = []
+    for (path, workload, param, metric), by_config in sorted(runs.items()):
+        kernel, other = by_config.get(KERNEL, {}), by_config.get(NOT_ENROLLED, {})
+        ratios = []
+        for rep in sorted(kernel.keys() & other.keys()):
+            k, o = kernel[rep], other[rep]
+            if k > 0 and o > 0:
+                ratios.append(k / o if metric in LOWER_IS_BETTER else o / k)
+        if ratios:
+            low, high = _bootstrap_median(ratios)
+            out.append(Paired(path, workload, param, metric, statistics.median(ratios), low, high, len(ratios)))
+    return out
+
+
+def overhead_targets(cells: list[Paired]) -> list[Target]:
+    """End to end, a cell fails only when it is shown to be more than 2 %
+    worse: its whole 95 % interval below 0.98. On a shared VM single cells
+    swing by tens of percent between runs (bulk: 0.77..1.14 within ten
+    back-to-back 4 s pairs), so a point estimate below 0.98 proves nothing;
+    the per-operation hook cost (hook_targets) is the precise measure."""
+    worse = [c for c in cells if c.high < 0.98]
+    return [Target("not enrolled / kernel: cells shown > 2 % worse (95 % interval below 0.98)", len(worse), 0, "<=")]
+
+
+@dataclass(frozen=True)
+class HookCost:
+    """What the attached programs add to one operation of traffic that is not
+    enrolled: the median over back-to-back pairs of (not enrolled - kernel)
+    ns per operation, its 95 % bootstrap interval, and that median as a share
+    of the operation's kernel cost."""
+
+    op: str
+    kernel_ns: float
+    added_ns: float
+    low_ns: float
+    high_ns: float
+    share: float
+    n: int
+
+
+def hook_costs(samples: list[Sample]) -> list[HookCost]:
+    runs: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for s in samples:
+        runs[s.workload][s.config][s.rep] = s.metrics["ns_per_op"]
+    out = []
+    for op, by_config in sorted(runs.items()):
+        kernel, other = by_config.get(KERNEL, {}), by_config.get(NOT_ENROLLED, {})
+        reps = sorted(kernel.keys() & other.keys())
+        if not reps:
+            continue
+        deltas = [other[r] - kernel[r] for r in reps]
+        base = statistics.median(kernel[r] for r in reps)
+        low, high = _bootstrap_median(deltas)
+        added = statistics.median(deltas)
+        out.append(HookCost(op, base, added, low, high, added / base, len(reps)))
+    return out
+
+
+_HOOK_TITLES = {"pingpong": "one loopback write + read", "connect": "one loopback connection (connect, accept, close)"}
+
+
+def hook_targets(costs: list[HookCost]) -> list[Target]:
+    return [
+        Target(f"hook cost, {_HOOK_TITLES.get(c.op, c.op)}: share of its kernel cost", c.share, 0.02, "<=")
+        for c in costs
+    ]
+
+
+def slow_reader_targets(slow: dict[str, dict[str, float]], bound: int, write: int) -> list[Target]:
+    accel = slow.get(ACCEL, {})
+    return [
+        Target(
+            "slow reader: receive side beyond TCP's buffer, accelerated (bytes) <= bound + one write",
+            accel.get("beyond_rcvbuf_bytes"),
+            bound + write,
+            "<=",
+        ),
+        Target("slow reader: errors seen by the writer, accelerated", accel.get("errors"), 0, "<="),
+    ]
+
+
 def to_json(
-    meta: dict[str, Any], samples: list[Sample], agent: dict[str, float], errors: list[dict[str, Any]] | None = None
+    meta: dict[str, Any],
+    samples: list[Sample],
+    agent: dict[str, float],
+    errors: list[dict[str, Any]] | None = None,
+    overhead: list[Sample] | None = None,
+    slow: dict[str, dict[str, float]] | None = None,
+    hooks: list[Sample] | None = None,
 ) -> dict[str, Any]:
     summaries = summarize(samples)
+    cells = paired(overhead or [])
+    targets = evaluate_targets(summaries, agent)
+    if cells:
+        # The paired runs measure "not enrolled" far more tightly than the
+        # interleaved repetitions of the main table: they decide the targets.
+        targets = [t for t in targets if not t.name.startswith("not enrolled")] + overhead_targets(cells)
+    costs = hook_costs(hooks or [])
+    targets += hook_targets(costs)
+    if slow:
+        targets += slow_reader_targets(slow, int(meta.get("flow_bound", 0)), int(meta.get("slow_write", 0)))
     return {
         "meta": meta,
         "errors": errors or [],
         "samples": [asdict(s) for s in samples],
         "summary": [asdict(s) for s in summaries],
-        "targets": [{**asdict(t), "met": t.met} for t in evaluate_targets(summaries, agent)],
+        "overhead": [asdict(c) for c in cells],
+        "overhead_samples": [asdict(s) for s in overhead or []],
+        "slow_reader": slow or {},
+        "hook_cost": [asdict(c) for c in costs],
+        "hook_samples": [asdict(s) for s in hooks or []],
+        "targets": [{**asdict(t), "met": t.met} for t in targets],
         "agent": agent,
     }
 
@@ -222,10 +363,66 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         cells = [_fmt(table.get((path, workload, param, c, metric))) for c in CONFIGS]
         rr = ratio(summaries, path, workload, param, metric, ACCEL, KERNEL)
-        size = f"{param} conn" if workload == "tps" else ("-" if workload == "connrate" else _size(param))
+        size = _param(workload, param)
         rr_text = "-" if rr is None else f"{rr:.2f}"
         row = [path, _TITLES[workload], size, f"{metric} ({_UNITS[metric]})", *cells, rr_text]
         lines.append("| " + " | ".join(row) + " |")
+    if data.get("overhead"):
+        lines += [
+            "",
+            "Cost for traffic that is not enrolled (agent running, programs attached, pods not enrolled), from "
+            "back-to-back pairs of runs against kernel TCP: goodness = kernel / not enrolled for times, "
+            "not enrolled / kernel for rates (1.00: no cost; 0.98: 2 % worse); median of the pairs and its "
+            "95 % bootstrap interval.",
+            "",
+            "| path | workload | size / conns | metric | goodness | 95 % interval | pairs |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in data["overhead"]:
+            size = (
+                f"{c['param']} conn"
+                if c["workload"] == "tps"
+                else ("-" if c["workload"] == "connrate" else _size(c["param"]))
+            )
+            lines.append(
+                f"| {c['path']} | {_TITLES[c['workload']]} | {size} | {c['metric']} | {c['goodness']:.3f} "
+                f"| {c['low']:.3f}..{c['high']:.3f} | {c['n']} |"
+            )
+    if data.get("hook_cost"):
+        lines += [
+            "",
+            "Hook cost: what the attached programs add per operation for sockets that are not enrolled "
+            "(hookcost, CPU 0, kernel vs not enrolled in back-to-back pairs; median of the pairs' differences "
+            "and its 95 % bootstrap interval).",
+            "",
+            "| operation | kernel (ns) | added (ns) | 95 % interval (ns) | share | pairs |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in data["hook_cost"]:
+            lines.append(
+                f"| {_HOOK_TITLES.get(c['op'], c['op'])} | {c['kernel_ns']:.0f} | {c['added_ns']:.0f} "
+                f"| {c['low_ns']:.0f}..{c['high_ns']:.0f} | {c['share'] * 100:.1f} % | {c['n']} |"
+            )
+    slow = data.get("slow_reader") or {}
+    if slow:
+        lines += [
+            "",
+            f"Slow reader: a non-blocking writer floods {slow.get('meta', {}).get('mib', '?')} MiB to a reader that "
+            "reads 16 MiB/s, then as fast as it can (direct path, default bound).",
+            "",
+            "| | kernel | accelerated |",
+            "|---|---|---|",
+        ]
+        rows = [
+            ("receive side beyond TCP's buffer (peak, KiB)", "beyond_rcvbuf_bytes", 1 / 1024),
+            ("host TCP memory growth (peak, MiB)", "host_tcp_bytes", 1 / (1 << 20)),
+            ("writer throughput once the reader sped up (Gbit/s)", "late_gbit_per_s", 1),
+            ("writer EAGAIN (waits)", "eagain", 1),
+            ("errors seen by the writer", "errors", 1),
+        ]
+        for label, key, scale in rows:
+            cells = [f"{slow[c][key] * scale:.3g}" if key in slow.get(c, {}) else "-" for c in (KERNEL, ACCEL)]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for t in data["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.3g}"
@@ -243,6 +440,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines += ["", "| agent cost | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" for k, v in agent.items()]
     return "\n".join(lines) + "\n"
+
+
+def _param(workload: str, param: int) -> str:
+    return f"{param} conn" if workload == "tps" else ("-" if workload == "connrate" else _size(param))
 
 
 def _size(n: int) -> str:

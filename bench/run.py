@@ -11,11 +11,20 @@ Configurations:
   af_unix_floor the same mabench workload over an AF_UNIX stream socket
                 between processes in the same two namespaces
 
-CPU placement: latency clients, latency servers and the sidecar proxies are
-pinned to CPU 0. On these VMs a cross-CPU wake-up costs ~25 us each way, more
-than the whole TCP stack; pinning measures the stack, which is what
-meshaccel removes. One cross-CPU measurement (path "direct-xcpu") shows the
-unpinned case.
+CPU placement: servers, latency clients and the sidecar proxies are pinned to
+CPU 0, the clients of bulk, HTTP and connection workloads to CPU 1. On these
+VMs a cross-CPU wake-up costs ~25 us each way, more than the whole TCP stack;
+pinning measures the stack, which is what meshaccel removes, and keeps every
+configuration on the same placement. One cross-CPU measurement (path
+"direct-xcpu") shows the unpinned case.
+
+Two more phases:
+  overhead      "not enrolled" against kernel TCP in back-to-back pairs of
+                short runs (order alternating), one cell at a time: the cost
+                meshaccel puts on traffic it does not accelerate, with an
+                interval tight enough to see 2 %
+  slow reader   a writer flooding a reader that reads 16 MiB/s, then fast:
+                memory and the writer's rate, kernel TCP vs accelerated
 """
 
 from __future__ import annotations
@@ -39,11 +48,15 @@ from bench.report import ACCEL, FLOOR, KERNEL, NOT_ENROLLED, Sample, markdown, t
 from meshaccel_agent.datapath.pins import PinRoot
 from meshaccel_agent.kernel.host import find_cgroup2
 from meshaccel_api.names import DEFAULT_BPFFS, DEFAULT_CACHE_DIR
+from meshaccel_api.v1alpha1 import FlowControl
 from meshaccel_lab.agent import AgentProcess
 from meshaccel_lab.servers import REDIS_PORT, start_nginx, start_redis
 from meshaccel_lab.sidecar import add_sidecar
+from meshaccel_lab.sockmem import Sampler
 from meshaccel_lab.topology import Lab, Pod, wait_for
 
+#: Clients of throughput workloads run on CPU 1, away from the servers.
+CLIENT_CPU = ("taskset", "-c", "1")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MABENCH_PORT, IPERF_PORT, HOLD_PORT = 9000, 5201, 9100
@@ -58,19 +71,42 @@ class Plan:
     bulk_sizes: tuple[int, ...]
     connections: int  # per short-connection run
     idle_seconds: float
+    overhead_pairs: int  # back-to-back (kernel, not enrolled) pairs per cell
+    overhead_seconds: float
+    slow_mib: int  # the slow-reader stream
 
 
 PLANS = {
-    "quick": Plan("quick", 2, 1.0, (64, 1024, 16384, 65536), (4096, 65536, 1 << 20), 1500, 3),
-    "full": Plan("full", 3, 3.0, (64, 1024, 16384, 65536), (4096, 16384, 65536, 262144, 1 << 20), 4000, 10),
+    "quick": Plan("quick", 2, 1.0, (64, 1024, 16384, 65536), (4096, 65536, 1 << 20), 1500, 3, 4, 1.0, 128),
+    "full": Plan(
+        "full", 3, 3.0, (64, 1024, 16384, 65536), (4096, 16384, 65536, 262144, 1 << 20), 4000, 10, 12, 1.0, 256
+    ),
 }
 
+#: The cells of the overhead phase: (path, workload, param).
+OVERHEAD_CELLS = (
+    ("direct", "latency", 64),
+    ("direct", "latency", 16384),
+    ("direct", "bulk", 65536),
+    ("direct", "bulk", 1 << 20),
+    ("direct", "tps", 1),
+    ("direct", "tps", 32),
+    ("direct", "connrate", 1),
+    ("sidecar", "latency", 1024),
+    ("sidecar", "bulk", 65536),
+    ("sidecar", "tps", 32),
+    ("sidecar", "connrate", 1),
+)
+#: hookcost operations and how many of each one run averages.
+HOOK_OPS = {"pingpong": 200_000, "connect": 5_000}
+SLOW_PORT, SLOW_RATE, SLOW_WRITE = 9200, 16 << 20, 1 << 20
 
-def build_mabench() -> str:
-    """Compile the floor tool into the cache (outside the repo) when missing or changed."""
-    src = HERE / "tools" / "mabench.c"
+
+def build_tool(name: str) -> str:
+    """Compile bench/tools/NAME.c into the cache (outside the repo) when missing or changed."""
+    src = HERE / "tools" / f"{name}.c"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    out = Path(DEFAULT_CACHE_DIR) / "bench" / f"mabench-{digest}"
+    out = Path(DEFAULT_CACHE_DIR) / "bench" / f"{name}-{digest}"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(out), str(src)], check=True)
@@ -100,8 +136,13 @@ def cpu_busy_seconds() -> float:
 class Bench:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.mabench = build_mabench()
+        self.mabench = build_tool("mabench")
+        self.hookcost = build_tool("hookcost")
+        self.hook_samples: list[Sample] = []
         self.samples: list[Sample] = []
+        self.sink = self.samples  # where add() puts samples (the overhead phase swaps it)
+        self.overhead_samples: list[Sample] = []
+        self.seconds = plan.seconds
         self.errors: list[dict[str, object]] = []
         self.lab = Lab()
         lab = self.lab
@@ -121,6 +162,8 @@ class Bench:
                 start_nginx(server, lab, {"index.html": b"x" * 100})
                 start_redis(server)
             self.b.spawn([self.mabench, "server", "unix", self.floor_path])
+            self.b.spawn([sys.executable, "-m", "meshaccel_lab.slow", "slowsink", "--port", str(SLOW_PORT),
+                          "--rate", str(SLOW_RATE), "--fast-after", str(plan.slow_mib // 8 << 20)])  # fmt: skip
             for server in (self.b, self.d):
                 wait_for(lambda s=server: f":{MABENCH_PORT} " in s.sh("ss", "-Hltn"), what="mabench")
             wait_for(lambda: os.path.exists(self.floor_path), what="floor server")
@@ -133,6 +176,7 @@ class Bench:
             self.close()  # leave no namespaces, processes or pins behind
             raise
         self.paths = {"direct": (self.a, self.b), "sidecar": (self.c, self.d)}
+        self.enrolled = False
 
     def close(self) -> None:
         self.agent.close()
@@ -141,28 +185,32 @@ class Bench:
     # -- configurations -------------------------------------------------
 
     def set_config(self, config: str) -> None:
+        """kernel: no program of ours runs (sockops detached from the cgroup,
+        the read tracepoint off); not enrolled: everything attached, no pod
+        enrolled; accelerated: the pods enrolled."""
         pods = list(self.lab.pods.values())
         gen = PinRoot(DEFAULT_BPFFS).current()
         assert gen is not None
+        want_enrolled = config == ACCEL
+        if self.enrolled != want_enrolled:
+            (self.agent.enrol if want_enrolled else self.agent.unenrol)(pods)
+            self.enrolled = want_enrolled
         if config == KERNEL:
-            self.agent.unenrol(pods)
             gen.detach_sockops(self.cgroup)
-            return
-        gen.attach_sockops(self.cgroup)
-        if config == ACCEL:
-            self.agent.enrol(pods)
+            gen.detach_recv()
         else:
-            self.agent.unenrol(pods)
+            gen.attach_recv()
+            gen.attach_sockops(self.cgroup)
 
     # -- workloads ------------------------------------------------------
 
     def add(self, path: str, workload: str, param: int, config: str, rep: int, **metrics: float) -> None:
-        self.samples.append(Sample(path, workload, param, config, rep, metrics))
+        self.sink.append(Sample(path, workload, param, config, rep, metrics))
 
     def latency(self, path: str, config: str, rep: int, size: int, pinned: bool = True) -> None:
         client, server = self.paths["direct" if path.startswith("direct") else path]
         target = ["unix", self.floor_path] if config == FLOOR else ["tcp", server.ip, str(MABENCH_PORT)]
-        cmd = [self.mabench, "latency", *target, str(size), str(self.plan.seconds)]
+        cmd = [self.mabench, "latency", *target, str(size), str(self.seconds)]
         # Servers stay on CPU 0; an unpinned run puts the client on CPU 1.
         cmd = ["taskset", "-c", "0" if pinned else "1", *cmd]
         cpu0 = cpu_busy_seconds()
@@ -183,13 +231,22 @@ class Bench:
 
     def bulk(self, path: str, config: str, rep: int, size: int) -> None:
         client, server = self.paths[path]
-        secs = str(max(1, int(self.plan.seconds)))
+        secs = str(max(1, int(self.seconds)))
         if config == FLOOR:
-            out = json.loads(client.sh(self.mabench, "throughput", "unix", self.floor_path, str(size), secs))
+            out = json.loads(
+                client.sh(*CLIENT_CPU, self.mabench, "throughput", "unix", self.floor_path, str(size), secs)
+            )
             gbps = out["gbit_per_s"]
         else:
             args = ["-c", server.ip, "-p", str(IPERF_PORT), "-t", secs, "-l", str(size), "-J"]
-            res = json.loads(client.sh("iperf3", *args, check=False))
+            res = json.loads(client.sh(*CLIENT_CPU, "iperf3", *args, check=False))
+            for _ in range(10):
+                # The server still tears the previous test down: its own state,
+                # not an error of the connection under test.
+                if "busy running a test" not in str(res.get("error", "")):
+                    break
+                time.sleep(0.5)
+                res = json.loads(client.sh(*CLIENT_CPU, "iperf3", *args, check=False))
             if res.get("error"):
                 # Recorded, not fatal: an application-visible error is a
                 # finding the report must show (README, benchmarks).
@@ -211,10 +268,11 @@ class Bench:
         client, server = self.paths[path]
         threads = "1" if conns == 1 else "2"
         out = client.sh(
+            *CLIENT_CPU,
             "wrk",
             f"-t{threads}",
             f"-c{conns}",
-            f"-d{max(1, int(self.plan.seconds))}s",
+            f"-d{max(1, int(self.seconds))}s",
             f"http://{server.ip}:8080/index.html",
         )
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -225,6 +283,7 @@ class Bench:
     def connrate(self, path: str, config: str, rep: int) -> None:
         client, server = self.paths[path]
         out = client.sh(
+            *CLIENT_CPU,
             "redis-benchmark",
             "-h",
             server.ip,
@@ -254,6 +313,67 @@ class Bench:
                 self.tps(path, config, rep, conns)
             self.connrate(path, config, rep)
         self.latency("direct-xcpu", config, rep, 64, pinned=False)
+
+    def run_cell(self, path: str, workload: str, param: int, config: str, rep: int) -> None:
+        if workload == "latency":
+            self.latency(path, config, rep, param)
+        elif workload == "bulk":
+            self.bulk(path, config, rep, param)
+        elif workload == "tps":
+            self.tps(path, config, rep, param)
+        else:
+            self.connrate(path, config, rep)
+
+    def overhead(self) -> None:
+        """Kernel vs not enrolled, pair by pair, cell by cell."""
+        self.sink, self.seconds = self.overhead_samples, self.plan.overhead_seconds
+        try:
+            for path, workload, param in OVERHEAD_CELLS:
+                print(f"  overhead: {path} {workload} {param}", flush=True)
+                for rep in range(self.plan.overhead_pairs):
+                    order = (KERNEL, NOT_ENROLLED) if rep % 2 == 0 else (NOT_ENROLLED, KERNEL)
+                    for config in order:
+                        self.set_config(config)
+                        self.run_cell(path, workload, param, config, rep)
+        finally:
+            self.sink, self.seconds = self.samples, self.plan.seconds
+
+    def hook_cost(self) -> None:
+        """The hooks' price per operation, kernel vs not enrolled in pairs:
+        one loopback write+read (the read tracepoint) and one connection's
+        life (the sockops callbacks), each averaged over many on CPU 0."""
+        for op, count in HOOK_OPS.items():
+            print(f"  hook cost: {op}", flush=True)
+            for rep in range(self.plan.overhead_pairs):
+                order = (KERNEL, NOT_ENROLLED) if rep % 2 == 0 else (NOT_ENROLLED, KERNEL)
+                for config in order:
+                    self.set_config(config)
+                    ns = float(self.a.sh("taskset", "-c", "0", self.hookcost, op, str(count)))
+                    self.hook_samples.append(Sample("loopback", op, count, config, rep, {"ns_per_op": ns}))
+
+    def slow_reader(self) -> dict[str, dict[str, float]]:
+        """A flood into a slow, then fast, reader: kernel TCP vs accelerated."""
+        out: dict[str, dict[str, float]] = {"meta": {"mib": float(self.plan.slow_mib)}}
+        for config in (KERNEL, ACCEL):
+            print(f"  slow reader: {config}", flush=True)
+            self.set_config(config)
+            with Sampler([self.a, self.b]) as mem:
+                res = json.loads(
+                    self.a.sh(*CLIENT_CPU, sys.executable, "-m", "meshaccel_lab.slow", "flood", "--host", self.b.ip,
+                              "--port", str(SLOW_PORT), "--bytes", str(self.plan.slow_mib << 20),
+                              "--chunk", str(SLOW_WRITE), check=False).strip().splitlines()[-1]
+                )  # fmt: skip
+            if not res["ok"]:
+                self.errors.append({"path": "direct", "workload": "slow reader", "param": SLOW_WRITE,
+                                    "config": config, "rep": 0, "error": f"flood: {res}"})  # fmt: skip
+            out[config] = {
+                "beyond_rcvbuf_bytes": float(max(0, mem.peak.over_rcvbuf)),
+                "host_tcp_bytes": float(mem.peak.host_tcp_bytes),
+                "late_gbit_per_s": float(res["late_gbit_per_s"]),
+                "eagain": float(res["eagain"]),
+                "errors": float(len(res["errors"]) + (0 if res["ok"] else 1)),
+            }
+        return out
 
     def run_floor(self, rep: int) -> None:
         print(f"  repetition {rep + 1}: {FLOOR}", flush=True)
@@ -375,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench.set_config(config)
                 bench.run_config(config, rep)
             bench.run_floor(rep)
+        bench.overhead()
+        bench.hook_cost()
+        slow = bench.slow_reader()
         print("  agent cost", flush=True)
         agent = bench.agent_cost()
     finally:
@@ -388,10 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         "repetitions": plan.reps,
         "seconds_per_run": plan.seconds,
         "duration_s": round(time.time() - started, 1),
-        "placement": "latency clients/servers and sidecar proxies pinned to CPU 0; direct-xcpu crosses CPUs",
+        "placement": "servers, latency clients and sidecar proxies on CPU 0, throughput clients on CPU 1; "
+        "direct-xcpu crosses CPUs",
+        "flow_bound": FlowControl().boundBytes,
+        "slow_write": SLOW_WRITE,
         "tools": _versions(),
     }
-    data = to_json(meta, bench.samples, agent, bench.errors)
+    data = to_json(meta, bench.samples, agent, bench.errors, bench.overhead_samples, slow, bench.hook_samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")

@@ -9,8 +9,8 @@
  * receive queue advance copied_seq, so a read of `ret` bytes that moved
  * copied_seq by `stack` took ret - stack bytes from the ingress queue.
  *
- * For every other socket this is one socket-local storage lookup that finds
- * nothing. */
+ * It runs for every read on the node, so a socket without a psock (not in
+ * any sockhash) leaves after one load. */
 #include <uapi/linux/bpf.h>
 
 #include "lib/maps.h"
@@ -32,6 +32,8 @@ int meshaccel_recv(unsigned long long *ctx)
 	__u64 prev;
 
 	if (ret <= 0 || (flags & MA_MSG_PEEK))
+		return 0;
+	if (!(MA_AT(sk, MA_OFF_SK_USER_DATA, __u64) & MA_SK_USER_DATA_PSOCK))
 		return 0;
 	st = ma_sock_state.sk_storage_get(sk, 0, 0);
 	if (!st || st->state == MA_SOCK_NATIVE)

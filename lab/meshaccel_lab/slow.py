@@ -131,6 +131,7 @@ def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: floa
     errors: list[str] = []
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
+    accepted, t_half = 0, 0.0
     try:
         for piece in pattern(total, chunk, seed):
             view = piece
@@ -147,6 +148,9 @@ def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: floa
                     continue
                 h.update(view[:n])
                 view = view[n:]
+                accepted += n
+                if not t_half and accepted >= total // 2:
+                    t_half = time.monotonic()
         write_seconds = time.monotonic() - t0
         s.setblocking(True)
         s.settimeout(timeout)
@@ -160,7 +164,18 @@ def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: floa
         s.close()
     ok = not errors and n == total and digest == h.digest()
     seconds = round(write_seconds, 3)
-    return {"ok": ok, "sent": total, "received": n, "errors": errors, "write_seconds": seconds, **counts}
+    # The writer's rate over the second half of the stream (after a reader
+    # that speeds up has done so).
+    late = (total - total // 2) * 8 / 1e9 / max(1e-6, t0 + write_seconds - t_half) if t_half else 0.0
+    return {
+        "ok": ok,
+        "sent": total,
+        "received": n,
+        "errors": errors,
+        "write_seconds": seconds,
+        "late_gbit_per_s": round(late, 3),
+        **counts,
+    }
 
 
 def floods(host: str, port: int, total: int, chunk: int, parallel: int, timeout: float) -> dict[str, object]:

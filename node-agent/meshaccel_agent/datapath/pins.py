@@ -104,6 +104,29 @@ class Generation:
         finally:
             os.close(fd)
 
+    def set_draining(self) -> None:
+        """Uninstall: from now on every message of this generation's sockets
+        takes the TCP stack (bpf/lib/flow.h, ma_flow_admit)."""
+        fd = self.fd("ma_config")
+        try:
+            m = sc.RawMap(fd, 4, ct.sizeof(Config))
+            raw = m.lookup(u32(0))
+            config = Config.from_buffer_copy(raw) if raw else Config()
+            config.draining = 1
+            m.update(u32(0), bytes(config))
+        finally:
+            os.close(fd)
+
+    def remove_sockets(self, keys: list[SockKey]) -> int:
+        """Delete @keys from the sockhash: each socket reverts to plain TCP.
+        Only for sockets with nothing redirected left unread (see drain())."""
+        fd = self.fd("ma_sockhash")
+        try:
+            m = sc.RawMap(fd, SOCKHASH_KEY_SIZE, 4)
+            return sum(1 for k in keys if m.delete(bytes(k)))
+        finally:
+            os.close(fd)
+
     def flows(self) -> list[tuple[FlowKey, Flow]]:
         fd = self.fd("ma_flows")
         try:
@@ -154,6 +177,26 @@ class Generation:
 
     def sockops_attached(self, cgroup: str) -> bool:
         return self._with_sockops(is_attached, cgroup)
+
+    def detach_recv(self) -> None:
+        """Take the read tracepoint off (benchmarks of "nothing attached");
+        attach_recv() puts it back."""
+        # A tracepoint link cannot be detached (EOPNOTSUPP); it goes with its
+        # last reference, which is the pin.
+        (self.path / RECV_LINK).unlink(missing_ok=True)
+
+    def attach_recv(self) -> None:
+        if (self.path / RECV_LINK).exists():
+            return
+        prog = self.fd("recv")
+        try:
+            link = sc.attach_tp_btf(prog)
+            try:
+                sc.obj_pin(link, str(self.path / RECV_LINK))
+            finally:
+                os.close(link)
+        finally:
+            os.close(prog)
 
     def unpin(self) -> None:
         shutil.rmtree(self.path)
