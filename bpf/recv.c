@@ -9,6 +9,10 @@
  * receive queue advance copied_seq, so a read of `ret` bytes that moved
  * copied_seq by `stack` took ret - stack bytes from the ingress queue.
  *
+ * The stack bytes are also counted here, once, at the reader: the sender's
+ * per-message pass counters miss a message the kernel pushes to the stack
+ * without running sk_msg (lib/flow.h), the reader's copied_seq misses none.
+ *
  * It runs for every read on the node, so a socket without a psock (not in
  * any sockhash) leaves after one load. */
 #include <uapi/linux/bpf.h>
@@ -43,6 +47,8 @@ int meshaccel_recv(unsigned long long *ctx)
 		return 0;
 	prev = __sync_lock_test_and_set(&st->last_copied_seq, (__u64)seq);
 	stack = seq - (__u32)prev;
+	if (stack)
+		ma_count(MA_C_STACK_READ_BYTES, stack);
 	if ((__u32)ret > stack)
 		__sync_fetch_and_add(&d->read_redirected, (__u32)ret - stack);
 	d->read_seq = seq;

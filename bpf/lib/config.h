@@ -9,7 +9,7 @@
 /* Bump when a map's key or value layout changes: the agent refuses to
  * reuse pinned maps whose schema differs from the one it compiled. */
 #ifndef MA_SCHEMA_VERSION
-#define MA_SCHEMA_VERSION 2
+#define MA_SCHEMA_VERSION 3
 #endif
 
 /* Behaviour version of the programs; bumped (or overridden with -D) when a

@@ -32,6 +32,11 @@ enum ma_counter {
 	MA_C_PASS_NO_STATE_BYTES,
 	MA_C_PASS_SHUTDOWN_BYTES,
 	MA_C_PASS_PEER_CLOSED_BYTES,
+	MA_C_PASS_DRAINING,	   /* msg on the stack: the datapath is uninstalling */
+	MA_C_PASS_DRAINING_BYTES,
+	MA_C_STACK_READ_BYTES,	   /* bytes a paired socket read from the TCP
+				    * receive queue: exact, where the pass
+				    * counters above can miss a message */
 	MA_C_MAX,
 };
 

@@ -27,7 +27,8 @@
  * kernel's verdict at SK_PASS, and the socket's next chunk is pushed without
  * running the program (tcp_bpf_send_verdict() resets psock->eval only on
  * success). That chunk takes the stack, which is where a spilled direction
- * sends anyway; it is only missing from the counters. */
+ * sends anyway; it is only missing from the pass counters (recv.c counts
+ * every stack byte exactly, at the reader). */
 #ifndef MESHACCEL_FLOW_H
 #define MESHACCEL_FLOW_H
 
@@ -35,12 +36,11 @@
 #include "kernel.h"
 #include "maps.h"
 
-static __always_inline __u64 ma_flow_bound(void)
+static __always_inline struct ma_config *ma_cfg(void)
 {
 	__u32 zero = 0;
-	struct ma_config *cfg = ma_config.lookup(&zero);
 
-	return cfg ? cfg->flow_bound : 0;
+	return ma_config.lookup(&zero);
 }
 
 static __always_inline struct ma_flow_dir *ma_flow_dir(struct ma_sock_state_val *st, __u32 dir)
@@ -101,15 +101,19 @@ static __always_inline int ma_may_resume(void *sk, struct ma_flow_dir *d, __u64 
  * 1 = redirect it (and @d now counts it), 0 = send it through the stack. */
 static __always_inline int ma_flow_admit(void *sk, struct ma_flow_dir *d, __u32 size)
 {
-	__u64 bound = ma_flow_bound();
-	__u64 mode, unread;
+	struct ma_config *cfg = ma_cfg();
+	__u64 bound = cfg ? cfg->flow_bound : 0;
+	__u64 mode, unread, draining;
 
 	/* Announce the bytes before looking at the mode: a receiver deciding to
 	 * leave the sockhash (ma_half_close) switches the mode first and looks
 	 * at `redirected` second, so one of the two always sees the other.
-	 * Atomic read-modify-writes are full barriers. */
+	 * Atomic read-modify-writes are full barriers. The agent draining the
+	 * datapath sets `draining` first and reads `redirected` second, the
+	 * same handshake. */
 	__sync_fetch_and_add(&d->redirected, size);
-	mode = d->mode;
+	draining = cfg ? cfg->draining : 0;
+	mode = draining ? MA_DIR_CLOSED : d->mode;
 	unread = d->redirected - size - d->read_redirected;
 	if (mode == MA_DIR_REDIRECT) {
 		if (unread < bound)
@@ -123,7 +127,10 @@ static __always_inline int ma_flow_admit(void *sk, struct ma_flow_dir *d, __u32 
 		}
 	}
 	__sync_fetch_and_add(&d->redirected, -(__s64)size);
-	if (mode == MA_DIR_CLOSED) {
+	if (draining) {
+		ma_count(MA_C_PASS_DRAINING, 1);
+		ma_count(MA_C_PASS_DRAINING_BYTES, size);
+	} else if (mode == MA_DIR_CLOSED) {
 		ma_count(MA_C_PASS_PEER_CLOSED, 1);
 		ma_count(MA_C_PASS_PEER_CLOSED_BYTES, size);
 	} else {

@@ -7,13 +7,21 @@
  * The psock (net/core/skmsg.c) hangs off sk_user_data with flag bits in the
  * low three bits (SK_USER_DATA_NOCOPY | _BPF | _PSOCK, include/net/sock.h);
  * sk_user_data is a plain pointer to the verifier, so its members are read
- * with bpf_probe_read_kernel(). */
+ * with bpf_probe_read_kernel() (ma_probe_read_kernel, below). */
 #ifndef MESHACCEL_KERNEL_H
 #define MESHACCEL_KERNEL_H
 
 #include "config.h"
 
 #define MA_AT(base, off, type) (*(volatile type *)((char *)(base) + (off)))
+
+/* bpf_probe_read_kernel() by its helper number. BCC redefines the name as
+ * the old bpf_probe_read() when /proc/kallsyms shows the helper at address 0,
+ * which it does to every reader without CAP_SYSLOG (an agent pod); sock_ops
+ * and sk_msg programs may not call bpf_probe_read(), so the verifier would
+ * refuse the whole datapath. */
+static long (*ma_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) =
+	(void *)BPF_FUNC_probe_read_kernel;
 
 #define MA_SK_USER_DATA_PSOCK 4UL
 #define MA_SK_USER_DATA_PTRMASK (~7UL)
@@ -64,8 +72,8 @@ static __always_inline int ma_psock_idle(void *sk)
 	if (!(user_data & MA_SK_USER_DATA_PSOCK))
 		return 0;
 	psock = (char *)(user_data & MA_SK_USER_DATA_PTRMASK);
-	if (bpf_probe_read_kernel(&queued, sizeof(queued), psock + MA_OFF_PSOCK_MSG_TOT_LEN) ||
-	    bpf_probe_read_kernel(&refs, sizeof(refs), psock + MA_OFF_PSOCK_REFCNT))
+	if (ma_probe_read_kernel(&queued, sizeof(queued), psock + MA_OFF_PSOCK_MSG_TOT_LEN) ||
+	    ma_probe_read_kernel(&refs, sizeof(refs), psock + MA_OFF_PSOCK_REFCNT))
 		return 0;
 	return queued == 0 && refs == 1;
 }

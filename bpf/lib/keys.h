@@ -96,7 +96,11 @@ struct ma_sock_state_val {
  *             not yet read stay below the bound (ma_config);
  *   STACK     through TCP (flow control by the receive window) until the
  *             receiver has read every byte of both paths, then REDIRECT again;
- *   CLOSED    the receiver half-closed and left the sockhash: TCP for good. */
+ *   CLOSED    the receiver half-closed and left the sockhash: TCP for good.
+ *
+ * While ma_config.draining is set (uninstall) every direction behaves as
+ * CLOSED, so the agent can take each socket out of the sockhash once its
+ * reader has read what was redirected to it. */
 enum ma_dir_mode {
 	MA_DIR_REDIRECT = 1,
 	MA_DIR_STACK = 2,
@@ -121,6 +125,7 @@ struct ma_flow {
 /* Settings the agent can change without replacing the programs. */
 struct ma_config {
 	__u64 flow_bound; /* max bytes redirected to one socket and not yet read */
+	__u64 draining;	  /* 1: uninstalling, every message takes the stack */
 };
 
 /* Per enrolled network namespace. */

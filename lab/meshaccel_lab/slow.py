@@ -10,11 +10,13 @@ exit 0 only if everything they checked matched.
             in random sizes from 1 B to --max-read, sleeping between reads;
             --style blocking | epoll (non-blocking reads until EAGAIN after
             each EPOLLIN) | peek (MSG_PEEK each chunk first, then read it and
-            compare); --fast-after N reads at full speed after N bytes
+            compare); --fast-after N reads at full speed after N bytes;
+            --notify-fast also sends one byte (b"!") once it has read N
   flood     writes --bytes through a non-blocking socket driven by epoll:
             EAGAIN is TCP's way of saying "wait", EPOLLOUT says "go on";
             counts them, and any other error fails the run; --parallel N
-            runs N connections at once
+            runs N connections at once; --pause-at N stops after N bytes
+            until the sink's --notify-fast byte says it has read them all
   halfclose --count times: a blocking socket (no timeout) sends --bytes,
             shuts its sending side, and blocks in recv() for the reply, as
             simple clients do; EAGAIN or any error there fails the run
@@ -73,7 +75,12 @@ def _read_chunk(conn: socket.socket, style: str, n: int, ep: select.epoll | None
     return conn.recv(n)
 
 
-def handle(conn: socket.socket, rate: float, max_read: int, style: str, fast_after: int, seed: int) -> None:
+_NOTICE = b"!"
+
+
+def handle(
+    conn: socket.socket, rate: float, max_read: int, style: str, fast_after: int, notify: bool, seed: int
+) -> None:
     rng = random.Random(seed)
     h = hashlib.sha256()
     total = 0
@@ -96,6 +103,11 @@ def handle(conn: socket.socket, rate: float, max_read: int, style: str, fast_aft
                 total += len(data)
                 if not fast_after or total < fast_after:
                     pacer.wait(total)
+                elif notify:
+                    notify = False
+                    conn.setblocking(True)
+                    conn.sendall(_NOTICE)
+                    conn.setblocking(style != "epoll")
             conn.setblocking(True)
             conn.sendall(_REPLY.pack(total, h.digest()))
         except OSError:
@@ -105,7 +117,7 @@ def handle(conn: socket.socket, rate: float, max_read: int, style: str, fast_aft
                 ep.close()
 
 
-def serve(port: int, rate: float, max_read: int, style: str, fast_after: int) -> None:
+def serve(port: int, rate: float, max_read: int, style: str, fast_after: int, notify: bool) -> None:
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", port))
@@ -114,14 +126,20 @@ def serve(port: int, rate: float, max_read: int, style: str, fast_after: int) ->
     while True:
         conn, _ = srv.accept()
         seed += 1
-        threading.Thread(target=handle, args=(conn, rate, max_read, style, fast_after, seed), daemon=True).start()
+        threading.Thread(
+            target=handle, args=(conn, rate, max_read, style, fast_after, notify, seed), daemon=True
+        ).start()
 
 
 # -- the clients ---------------------------------------------------------
 
 
-def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: float) -> dict[str, object]:
-    """Non-blocking writes, epoll for EPOLLOUT; the verdict of the reader."""
+def flood(
+    host: str, port: int, total: int, chunk: int, seed: int, timeout: float, pause_at: int = 0
+) -> dict[str, object]:
+    """Non-blocking writes, epoll for EPOLLOUT; the verdict of the reader.
+    With @pause_at, the writer stops there until the reader says it has read
+    every byte so far (a lull, as between a real program's bursts)."""
     s = socket.create_connection((host, port), timeout=10)
     s.setblocking(False)
     ep = select.epoll()
@@ -151,6 +169,12 @@ def flood(host: str, port: int, total: int, chunk: int, seed: int, timeout: floa
                 accepted += n
                 if not t_half and accepted >= total // 2:
                     t_half = time.monotonic()
+            if pause_at and accepted == pause_at:
+                s.setblocking(True)
+                s.settimeout(timeout)
+                if recv_exact(s, len(_NOTICE)) != _NOTICE:
+                    raise AssertionError("the reader's notice was not what it sends")
+                s.setblocking(False)
         write_seconds = time.monotonic() - t0
         s.setblocking(True)
         s.settimeout(timeout)
@@ -231,12 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--max-read", type=int, default=1 << 20)
     srv.add_argument("--style", choices=("blocking", "epoll", "peek"), default="blocking")
     srv.add_argument("--fast-after", type=int, default=0)
+    srv.add_argument("--notify-fast", action="store_true")
     f = sub.add_parser("flood")
     f.add_argument("--bytes", type=int, required=True)
     f.add_argument("--chunk", type=int, default=1 << 20)
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--timeout", type=float, default=120.0)
     f.add_argument("--parallel", type=int, default=1)
+    f.add_argument("--pause-at", type=int, default=0)
     hc = sub.add_parser("halfclose")
     hc.add_argument("--bytes", type=int, required=True)
     hc.add_argument("--count", type=int, default=1)
@@ -245,12 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
     if args.mode == "slowsink":
-        serve(args.port, args.rate, args.max_read, args.style, args.fast_after)
+        serve(args.port, args.rate, args.max_read, args.style, args.fast_after, args.notify_fast)
         return 0
     if args.mode == "flood" and args.parallel > 1:
         result = floods(args.host, args.port, args.bytes, args.chunk, args.parallel, args.timeout)
     elif args.mode == "flood":
-        result = flood(args.host, args.port, args.bytes, args.chunk, args.seed, args.timeout)
+        result = flood(args.host, args.port, args.bytes, args.chunk, args.seed, args.timeout, args.pause_at)
     else:
         result = halfclose(args.host, args.port, args.bytes, args.count)
     print(json.dumps(result), flush=True)

@@ -71,6 +71,12 @@ class DatapathCollector(Collector):
         yield _counter(
             "meshaccel_redirected_bytes_total", "Bytes redirected to the peer socket", c[Counter.REDIR_BYTES]
         )
+        yield _counter(
+            "meshaccel_stack_read_bytes_total",
+            "Bytes the readers of paired connections read from the TCP stack (flow control, half-close, "
+            "uninstall); counted at the reader, exact",
+            c[Counter.STACK_READ_BYTES],
+        )
         passed = CounterMetricFamily(
             "meshaccel_passed_messages",
             "Messages of enrolled sockets sent through the kernel stack, by reason",

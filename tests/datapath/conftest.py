@@ -145,10 +145,10 @@ class Delta:
         return self.agent.metrics().get(name, 0.0) - self.before.get(name, 0.0)
 
     def carried(self) -> float:
-        """Bytes of accelerated connections: redirected, or sent through the
-        stack while their reader owed the flow-control bound. The stack part
-        is counted slightly short (lib/flow.h), hence the 5 % the callers allow."""
-        return self["meshaccel_redirected_bytes_total"] + self["meshaccel_passed_bytes_total{reason=flow_control}"]
+        """Bytes of accelerated connections: redirected, or read from the
+        stack by a paired socket (flow control, half-close). Both are exact:
+        the stack part is counted at the reader (bpf/recv.c)."""
+        return self["meshaccel_redirected_bytes_total"] + self["meshaccel_stack_read_bytes_total"]
 
 
 def probe(agent: AgentProcess, path: str) -> tuple[int, str]:

@@ -93,8 +93,9 @@ def test_stop_leaves_datapath_and_cleanup_uninstalls(lab: Lab, agent: AgentProce
         after = sum(g.counters()[Counter.PAIRS] for g in PinRoot("/sys/fs/bpf").generations())
         assert after == before + 1
 
-        # Uninstall while a connection is live: it keeps flowing byte-exact,
-        # its maps stay pinned until it closes.
+        # Uninstall while a connection is open (idle for 3 s, then 256 MiB):
+        # nothing redirected is unread, so its sockets move to TCP at once,
+        # nothing stays pinned, and the stream then flows byte-exact on TCP.
         result: dict[str, object] = {}
         live = threading.Thread(
             target=lambda: result.update(
@@ -104,13 +105,37 @@ def test_stop_leaves_datapath_and_cleanup_uninstalls(lab: Lab, agent: AgentProce
         live.start()
         wait_for(lambda: any(PinRoot("/sys/fs/bpf").current().sockhash_keys()), 5, "the live connection")  # type: ignore[union-attr]
         first = agent.cleanup(wait=0)
-        assert first.returncode == 3 and "still open" in first.stdout, first.stdout + first.stderr
+        assert first.returncode == 0 and "moved 2 socket(s) to TCP" in first.stdout, first.stdout + first.stderr
+        assert not PinRoot("/sys/fs/bpf").path.exists()
         live.join(60)
         assert result.get("ok"), result
-        second = agent.cleanup(wait=5)
-        assert second.returncode == 0, second.stdout + second.stderr
-        assert not PinRoot("/sys/fs/bpf").path.exists()
-        third = agent.cleanup(wait=0)
-        assert third.returncode == 0 and "nothing installed" in third.stdout
+        second = agent.cleanup(wait=0)
+        assert second.returncode == 0 and "nothing installed" in second.stdout
     finally:
         agent.start()
+
+
+_LOAD_ALL = """
+from bcc import BPF
+from meshaccel_agent.kernel.btf import kernel_offsets
+from meshaccel_agent.kernel.compile import BuildOptions, assemble_source, bpf_source_dir
+from meshaccel_agent.kernel.headers import choose_headers
+choose_headers("/var/cache/meshaccel")
+bpf = BPF(text=assemble_source(bpf_source_dir()), cflags=BuildOptions(kernel_offsets=tuple(kernel_offsets())).cflags())
+for name, kind in (("meshaccel_sockops", BPF.SOCK_OPS), ("meshaccel_sk_msg", BPF.SK_MSG)):
+    bpf.load_func(name.encode(), kind)
+print("loaded")
+"""
+
+
+def test_datapath_loads_without_cap_syslog() -> None:
+    """An agent pod has no CAP_SYSLOG, so /proc/kallsyms shows it every
+    address as 0 and BCC then maps bpf_probe_read_kernel() to the old
+    bpf_probe_read(), which sock_ops may not call (seen on the e2e node:
+    LoadFailed). The programs call the helper by number instead."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(["setpriv", "--bounding-set", "-syslog", "--inh-caps", "-syslog", "--",
+                          sys.executable, "-c", _LOAD_ALL], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0 and "loaded" in res.stdout, res.stderr[-3000:]

@@ -83,7 +83,7 @@ def test_shape_is_paired_and_redirected(shape_name: str, lab: Lab, agent) -> Non
     assert delta["meshaccel_pairs_total"] >= shape.hops
     # Every hop carried the whole stream: redirected, or through the stack
     # while its reader (the sink hashes what it reads) owed the bound.
-    assert delta.carried() >= 0.95 * shape.hops * 64 * MiB
+    assert delta.carried() >= shape.hops * 64 * MiB
     assert delta["meshaccel_redirected_bytes_total"] >= shape.hops * 16 * MiB
     assert delta["meshaccel_passed_messages_total{reason=native}"] == 0
 

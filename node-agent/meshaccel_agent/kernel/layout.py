@@ -77,6 +77,9 @@ class Counter(enum.IntEnum):
     PASS_NO_STATE_BYTES = 23
     PASS_SHUTDOWN_BYTES = 24
     PASS_PEER_CLOSED_BYTES = 25
+    PASS_DRAINING = 26
+    PASS_DRAINING_BYTES = 27
+    STACK_READ_BYTES = 28
 
 
 COUNTER_SLOTS = len(Counter)
@@ -90,6 +93,7 @@ PASS_REASONS = {
     "shutdown": (Counter.PASS_SHUTDOWN, Counter.PASS_SHUTDOWN_BYTES),  # write after shutdown(SHUT_WR): EPIPE
     "flow_control": (Counter.PASS_FLOW_CONTROL, Counter.PASS_FLOW_CONTROL_BYTES),  # the reader owes the bound
     "peer_closed": (Counter.PASS_PEER_CLOSED, Counter.PASS_PEER_CLOSED_BYTES),  # the reader half-closed and left
+    "uninstall": (Counter.PASS_DRAINING, Counter.PASS_DRAINING_BYTES),  # the datapath is being removed
 }
 PASS_COUNTERS = tuple(msgs for msgs, _ in PASS_REASONS.values())
 PASS_BYTE_COUNTERS = tuple(nbytes for _, nbytes in PASS_REASONS.values())
@@ -158,7 +162,7 @@ class Flow(ct.Structure):
 
 
 class Config(ct.Structure):
-    _fields_ = [("flow_bound", ct.c_uint64)]
+    _fields_ = [("flow_bound", ct.c_uint64), ("draining", ct.c_uint64)]
 
 
 class Meta(ct.Structure):
