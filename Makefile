@@ -3,18 +3,25 @@
 
 PY := .venv/bin/python
 # The workspace's Python packages (README "Layout").
-PACKAGES := api/meshaccel_api node-agent/meshaccel_agent operator/meshaccel_operator cli/meshaccel lab/meshaccel_lab
+PACKAGES := api/meshaccel_api node-agent/meshaccel_agent operator/meshaccel_operator cli/meshaccel \
+	images/meshaccel_images e2e/meshaccel_e2e lab/meshaccel_lab
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test setup lint unit bpf k8s k8s-binaries bench bench-quick clean-host generate
+.PHONY: demo test setup lint unit bpf k8s e2e images k8s-binaries bench bench-quick clean-host generate
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
 	$(PY) -m meshaccel_lab.demo
 
 ## test: install what is needed, then lint, type-check and run every test tier
-test: setup k8s-binaries lint
+## (the e2e tier brings the local cluster up with the images, and down again)
+test: setup k8s-binaries images lint
 	$(PY) -m pytest -p no:cacheprovider tests
+
+## images: the agent, operator and e2e workload images, built offline into
+## /var/cache/meshaccel/images (rebuilt only when their inputs change)
+images: setup
+	$(PY) -m meshaccel_images build
 
 ## k8s-binaries: kube-apiserver + etcd (and helm) for the k8s tier, built once from the Go module proxy
 k8s-binaries:
@@ -38,6 +45,10 @@ bpf: setup
 
 k8s: setup k8s-binaries
 	$(PY) -m pytest -p no:cacheprovider -m k8s tests
+
+## e2e: the e2e tier alone (a local cluster: e2e/up, the suite, e2e/down)
+e2e: setup k8s-binaries images
+	$(PY) -m pytest -p no:cacheprovider -m e2e tests
 
 ## bench: kernel TCP vs meshaccel vs AF_UNIX floor, all workloads (< 20 min);
 ## writes bench/results/latest.{json,md} and PNG plots

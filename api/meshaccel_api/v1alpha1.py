@@ -368,7 +368,7 @@ class FlowControl(Model):
 class NodeAgentSpec(Model):
     """How the operator runs the node agent DaemonSet."""
 
-    image: str = Field(default="meshaccel/agent:0.1.0", min_length=1, max_length=512)
+    image: str = Field(default="docker.io/meshaccel/agent:0.1.0", min_length=1, max_length=512)
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     resources: Resources = Field(default_factory=lambda: Resources())
     tolerations: list[Toleration] = Field(
@@ -385,7 +385,8 @@ class NodeAgentSpec(Model):
         default="/sys/fs/cgroup",
         max_length=256,
         pattern=r"^/[^ ]*$",
-        description="the nodes' cgroup2 mount (/sys/fs/cgroup/unified on hybrid hosts): attach point and kubelet pods",
+        description="the nodes' cgroup filesystem: the cgroup2 root, or the directory holding it on hybrid hosts "
+        "(the agent finds .../unified); the attach point, and where the kubelet's pod cgroups are",
     )
     mapSizes: MapSizes = Field(default_factory=lambda: MapSizes())
     flowControl: FlowControl = Field(default_factory=lambda: FlowControl())

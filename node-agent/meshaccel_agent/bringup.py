@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from meshaccel_agent.datapath.datapath import Datapath
+from meshaccel_agent.kernel.host import is_bpffs
 from meshaccel_agent.selftest.run import INFORMATIONAL, SelfTestReport, run_selftest
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Reason:
     """Values of meshaccel_degraded{reason} and of the node status later."""
 
     NO_CGROUP2 = "NoCgroup2"
+    NO_BPFFS = "NoBPFFS"
     NO_KERNEL_HEADERS = "NoKernelHeaders"
     NO_KERNEL_BTF = "NoKernelBTF"
     COMPILE_FAILED = "CompileFailed"
@@ -64,9 +66,13 @@ def _classify_prepare_error(exc: Exception) -> str:
 
 def bring_up(datapath: Datapath, ignore_selftest: bool = False) -> DatapathHealth:
     health = DatapathHealth()
-    if not os.path.isfile(os.path.join(datapath.cgroup, "cgroup.procs")):
+    bpffs = str(datapath.pins.path.parent)
+    if not os.path.isfile(os.path.join(datapath.cgroup, "cgroup.controllers")):
         health.degraded_reason = Reason.NO_CGROUP2
-        health.message = f"{datapath.cgroup} is not a cgroup2 directory"
+        health.message = f"{datapath.cgroup} is not a cgroup2 directory and holds no cgroup2 mount"
+    elif not is_bpffs(bpffs):
+        health.degraded_reason = Reason.NO_BPFFS
+        health.message = f"{bpffs} is not a bpf filesystem: mount one on the node (mount -t bpf bpf {bpffs})"
     if not health.degraded_reason:
         try:
             datapath.prepare()

@@ -1,10 +1,14 @@
-"""/metrics, /healthz and /readyz on one small threaded HTTP server."""
+"""/metrics, /healthz and /readyz on one small threaded HTTP server.
+
+/readyz answers 200 while the node is accelerated; /readyz?allow=degraded
+also while the agent has settled on failing open (the DaemonSet's probe)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -22,18 +26,19 @@ class AgentHTTPServer:
         address: str,
         registry: CollectorRegistry,
         healthy: Callable[[], tuple[bool, str]],
-        ready: Callable[[], tuple[bool, str]],
+        ready: Callable[[bool], tuple[bool, str]],
     ) -> None:
-        routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
-            "/healthz": lambda: _probe(healthy),
-            "/readyz": lambda: _probe(ready),
+        routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {
+            "/metrics": lambda _q: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+            "/healthz": lambda _q: _probe(healthy),
+            "/readyz": lambda q: _probe(lambda: ready("degraded" in q.get("allow", []))),
         }
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                route = routes.get(self.path.split("?", 1)[0])
-                code, ctype, body = route() if route else (404, "text/plain", b"not found\n")
+                url = urlsplit(self.path)
+                route = routes.get(url.path)
+                code, ctype, body = route(parse_qs(url.query)) if route else (404, "text/plain", b"not found\n")
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -57,6 +57,12 @@ class AgentRunner:
     def tick(self, count: int) -> None:
         """Called every poll interval while the datapath is attached."""
 
+    def idle_tick(self) -> None:
+        """Called every poll interval while degraded (nothing attached)."""
+
+    def on_degraded(self) -> None:
+        """Called once when bring-up ended degraded (after it was logged)."""
+
     def stopping(self) -> None:
         """Called once after the loop ends (SIGTERM)."""
         log.info("stopping; the datapath stays attached (run `meshaccel-agent cleanup` to uninstall)")
@@ -87,9 +93,13 @@ class AgentRunner:
             return False, f"main loop stalled for {stalled:.0f}s"
         return True, "ok"
 
-    def ready(self) -> tuple[bool, str]:
+    def ready(self, allow_degraded: bool = False) -> tuple[bool, str]:
+        """Accelerating: attached and the last reconcile applied. With
+        @allow_degraded (the DaemonSet's readiness probe) a settled degraded
+        agent is ready too: it has decided to leave its node on plain TCP."""
         if self.health.degraded_reason:
-            return False, f"degraded: {self.health.degraded_reason}: {self.health.message}"
+            degraded = f"degraded: {self.health.degraded_reason}: {self.health.message}"
+            return allow_degraded, degraded + (" (failing open to kernel TCP)" if allow_degraded else "")
         if not self.health.attached:
             return False, "datapath not attached"
         if not self.state.last_reconcile_ok:
@@ -130,11 +140,15 @@ class AgentRunner:
         self.http.start()
         log.info("serving /metrics /healthz /readyz on port %d", self.http.port)
         self.health = bring_up(self.datapath, self.ignore_selftest)
+        if self.health.degraded_reason:
+            self.on_degraded()
         ticks = 0
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
             if self.health.attached:
                 self.tick(ticks)
+            else:
+                self.idle_tick()
             ticks += 1
             if ticks % 10 == 0:
                 if self.datapath.pins.current() is not None:

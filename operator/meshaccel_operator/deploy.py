@@ -100,21 +100,44 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
                                     "name": "POD_NAMESPACE",
                                     "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
                                 },
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                # Finds the agent's own cgroup inside a private
+                                # cgroup namespace (kernel/cgroups.own_cgroup).
+                                {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
                             ],
                             "ports": [{"name": "metrics", "containerPort": spec.metricsPort}],
                             "resources": resources,
                             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10},
-                            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
+                            # Ready once bring-up has settled: accelerating, or
+                            # degraded and failing open (a node whose kernel
+                            # cannot accelerate must not stall a rollout; the
+                            # Degraded condition and an Event say why).
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz?allow=degraded", "port": "metrics"},
+                                "periodSeconds": 5,
+                            },
                             "securityContext": {
                                 "privileged": False,
                                 "readOnlyRootFilesystem": True,
                                 "capabilities": {"drop": ["ALL"], "add": sorted(AGENT_CAPABILITIES)},
                             },
                             "volumeMounts": [
-                                # The only writable host path: pins must outlive the pod.
-                                {"name": "bpffs", "mountPath": "/sys/fs/bpf", "mountPropagation": "HostToContainer"},
-                                {"name": "cgroup", "mountPath": HOST_CGROUP, "readOnly": True},
+                                # Pins must outlive the pod: they go to the
+                                # node's bpffs (systemd mounts it at boot). The
+                                # agent never mounts one of its own, which would
+                                # die with the pod: without it, NoBPFFS. No
+                                # mount propagation: it needs a shared or slave
+                                # host mount, which hosts without systemd lack,
+                                # and the bpffs is there before the pod starts.
+                                {"name": "bpffs", "mountPath": "/sys/fs/bpf"},
+                                # Writable for one thing: the self-test runs in a
+                                # private child cgroup before anything attaches
+                                # to the root.
+                                {"name": "cgroup", "mountPath": HOST_CGROUP},
                                 {"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
+                                # The node's headers, where /lib/modules/*/build
+                                # points; the image's own generic ones are
+                                # elsewhere (MESHACCEL_HEADERS_DIR).
                                 {"name": "headers", "mountPath": "/usr/src", "readOnly": True},
                                 {"name": "cache", "mountPath": "/var/cache/meshaccel"},
                             ],
@@ -137,7 +160,9 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
 OPERATOR_SETTINGS = OperatorSettings(metrics_address="0.0.0.0:9465", liveness_address="0.0.0.0:8080")
 
 
-def operator_deployment(image: str = "meshaccel/operator:0.1.0", namespace: str = NAMESPACE) -> dict[str, Any]:
+def operator_deployment(
+    image: str = "docker.io/meshaccel/operator:0.1.0", namespace: str = NAMESPACE
+) -> dict[str, Any]:
     """The operator: one replica (a Lease guards against a second during a
     rollout), restricted pod security, kopf's liveness probe."""
     labels = {"app.kubernetes.io/name": "meshaccel-operator"}
@@ -172,6 +197,81 @@ def operator_deployment(image: str = "meshaccel/operator:0.1.0", namespace: str 
                             ],
                             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10},
                             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def default_agent_documents(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """What a default install runs: the NodeAgent (every node, every taint)
+    and the default AccelerationPolicy (sidecar pods in namespaces labelled
+    meshaccel.io/accelerate=enabled). The chart's values.yaml says the same."""
+    spec = NodeAgentSpec()
+    agent = {
+        "apiVersion": API_VERSION,
+        "kind": "NodeAgent",
+        "metadata": {"name": "meshaccel-agent", "namespace": namespace, "labels": dict(PART_OF)},
+        "spec": {
+            "image": spec.image,
+            "logLevel": spec.logLevel,
+            "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations],
+            "nodeSelector": dict(spec.nodeSelector),
+            "cgroupPath": spec.cgroupPath,
+        },
+    }
+    policy = {
+        "apiVersion": API_VERSION,
+        "kind": "AccelerationPolicy",
+        "metadata": {"name": "default", "labels": dict(PART_OF)},
+        "spec": {},
+    }
+    return [agent, policy]
+
+
+def uninstall_job(image: str = "docker.io/meshaccel/operator:0.1.0", namespace: str = NAMESPACE) -> dict[str, Any]:
+    """Helm's pre-delete hook: `meshaccel-operator uninstall` runs while the
+    agents' DaemonSet, RBAC and the operator still exist (uninstall.py)."""
+    labels = {"app.kubernetes.io/name": "meshaccel-uninstall", **PART_OF}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "meshaccel-uninstall",
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {
+                "helm.sh/hook": "pre-delete",
+                "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+            },
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": OPERATOR_SA,
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [
+                        {
+                            "name": "uninstall",
+                            "image": image,
+                            "command": ["meshaccel-operator", "uninstall"],
+                            "env": [
+                                {
+                                    "name": "POD_NAMESPACE",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                                }
+                            ],
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
                                 "readOnlyRootFilesystem": True,
@@ -240,8 +340,9 @@ def rbac_documents(
             _rule([GROUP], ["accelerationpolicies", "nodeenrolments", "nodeagents"], ["get", "list", "watch"]),
             _rule([GROUP], ["nodeenrolments"], ["create", "patch", "update", "delete"]),
             _rule([GROUP], ["accelerationpolicies/status", "nodeagents/status"], ["patch", "update"]),
-            # kopf keeps its finalizer and last-handled state on NodeAgents.
-            _rule([GROUP], ["nodeagents"], ["patch", "update"]),
+            # kopf keeps its last-handled state on NodeAgents; `uninstall`
+            # (the pre-delete hook) deletes them.
+            _rule([GROUP], ["nodeagents"], ["patch", "update", "delete"]),
             # kopf discovers the API and posts events about its handlers.
             _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
             _rule(["", "events.k8s.io"], ["events"], ["create"]),
@@ -253,6 +354,8 @@ def rbac_documents(
         "metadata": {"name": OPERATOR_SA, "namespace": namespace, "labels": dict(PART_OF)},
         "rules": [
             _rule(["apps"], ["daemonsets"], ["get", "create", "patch", "update", "delete"]),
+            # `uninstall` stops the operator before deleting NodeEnrolments.
+            _rule(["apps"], ["deployments/scale"], ["patch"], [OPERATOR_SA]),
             _rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]),
         ],
     }
@@ -269,8 +372,12 @@ def rbac_documents(
         "apiVersion": role,
         "kind": "Role",
         "metadata": {"name": AGENT_SA, "namespace": namespace, "labels": dict(PART_OF)},
-        # At shutdown: restart (DaemonSet still there) or uninstall (gone)?
-        "rules": [_rule(["apps"], ["daemonsets"], ["get"], [agent_daemonset])],
+        "rules": [
+            # At shutdown: restart (DaemonSet still there) or uninstall (gone)?
+            _rule(["apps"], ["daemonsets"], ["get"], [agent_daemonset]),
+            # A Warning Event on its own pod when the node stays on kernel TCP.
+            _rule([""], ["events"], ["create"]),
+        ],
     }
     agent_user = f"system:serviceaccount:{namespace}:{AGENT_SA}"
     own_node_only = {

@@ -97,11 +97,3 @@ def read_daemonset(api: client.ApiClient, name: str, namespace: str) -> dict[str
         raise
     status: dict[str, Any] = api.sanitize_for_serialization(ds.status) or {}
     return status
-
-
-def delete_daemonset(api: client.ApiClient, name: str, namespace: str) -> None:
-    try:
-        client.AppsV1Api(api).delete_namespaced_daemon_set(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
 import kopf
 from prometheus_client import start_http_server
@@ -30,15 +31,27 @@ def run(settings: OperatorSettings) -> int:
     elector.keep_renewing()
     handlers.RUNTIME.may_write = elector.holds
     # kopf's own liveness endpoint answers only while its event loop runs.
+    # An explicit identity: kopf would otherwise ask the password database
+    # for the user name, which an arbitrary non-root UID is not in.
     try:
-        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://{settings.liveness_address}/healthz")
+        kopf.run(
+            clusterwide=True,
+            standalone=True,
+            identity=cast(Any, identity),  # kopf's Identity, a NewType of str it does not export
+            liveness_endpoint=f"http://{settings.liveness_address}/healthz",
+        )
     finally:
         elector.release()
     return 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "meshaccel-operator") -> int:
-    settings = parse(argv, prog)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["uninstall"]:
+        from meshaccel_operator.uninstall import main as uninstall_main
+
+        return uninstall_main(args[1:])
+    settings = parse(args, prog)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(settings)
 

@@ -39,13 +39,14 @@ def dump(*documents: dict[str, Any]) -> str:
 
 def rendered() -> Iterator[tuple[str, str]]:
     """(path relative to the repo root, content) of every generated file."""
-    from meshaccel_operator.deploy import operator_deployment, rbac_documents  # the operator owns these
+    from meshaccel_operator.deploy import default_agent_documents, operator_deployment, rbac_documents, uninstall_job
 
     for kind in KINDS:
         yield f"manifests/crds/{kind.plural}.yaml", dump(crd(kind))
         yield f"charts/meshaccel/crds/{kind.plural}.yaml", dump(crd(kind))
     yield "manifests/rbac.yaml", dump(*rbac_documents())
     yield "manifests/operator.yaml", dump(operator_deployment())
+    yield "manifests/agent.yaml", dump(*default_agent_documents())
     # The chart renders the same objects into the release namespace (Helm
     # substitutes the {{ }} placeholders; the release namespace itself is
     # created by `helm install --create-namespace`).
@@ -54,6 +55,10 @@ def rendered() -> Iterator[tuple[str, str]]:
     yield (
         "charts/meshaccel/templates/operator.yaml",
         dump(operator_deployment(image="{{ .Values.operator.image }}", namespace=ns)),
+    )
+    yield (
+        "charts/meshaccel/templates/uninstall-hook.yaml",
+        dump(uninstall_job(image="{{ .Values.operator.image }}", namespace=ns)),
     )
 
 

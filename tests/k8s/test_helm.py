@@ -61,5 +61,3 @@ def test_chart_objects_are_accepted_by_the_api_server(kube: KubeAPI) -> None:
     assert agent["spec"]["logLevel"] == "debug" and agent["spec"]["mapSizes"]["sockhash"] == 131072
     assert get_json(kube, "accelerationpolicy", "default")["spec"]["shapes"] == ["direct", "sidecar"]
     kube.kubectl("delete", "nodeagent", "meshaccel-agent", "-n", NAMESPACE, "--wait=false")
-    kube.kubectl("patch", "nodeagent", "meshaccel-agent", "-n", NAMESPACE, "--type=merge",
-                 "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip

@@ -7,6 +7,11 @@ ABI, so any distribution's generic headers compile them correctly. When the
 matching tree is missing we merge Debian's split header packages
 (linux-headers-*-common + linux-headers-*-<arch>) into one symlink tree in
 the cache directory and point BCC at it with BCC_KERNEL_SOURCE.
+
+Generic headers are looked for in the host's /usr/src first, then in
+MESHACCEL_HEADERS_DIR: the agent image carries its own there, outside
+/usr/src, because its pod mounts the node's /usr/src (where the node's own
+/lib/modules/*/build points) over the image's.
 """
 
 from __future__ import annotations
@@ -61,7 +66,14 @@ def _merge(common: Path, arch_dir: Path, dest: Path) -> None:
     os.replace(tmp, dest) if not dest.exists() else shutil.rmtree(tmp)
 
 
-def choose_headers(cache_dir: str, src_root: str = "/usr/src") -> HeaderChoice:
+def generic_roots() -> list[Path]:
+    roots = [Path("/usr/src")]
+    if os.environ.get("MESHACCEL_HEADERS_DIR"):
+        roots.append(Path(os.environ["MESHACCEL_HEADERS_DIR"]))
+    return roots
+
+
+def choose_headers(cache_dir: str, src_roots: list[Path] | None = None) -> HeaderChoice:
     """Pick headers for BCC and set BCC_KERNEL_SOURCE when falling back."""
     if os.environ.get("BCC_KERNEL_SOURCE"):
         return HeaderChoice("env", os.environ["BCC_KERNEL_SOURCE"])
@@ -71,12 +83,13 @@ def choose_headers(cache_dir: str, src_root: str = "/usr/src") -> HeaderChoice:
         return HeaderChoice("running-kernel", None)
     if Path("/sys/kernel/kheaders.tar.xz").exists():
         return HeaderChoice("ikheaders", None)
-    pairs = _debian_pairs(Path(src_root))
+    roots = generic_roots() if src_roots is None else src_roots
+    pairs = [pair for root in roots for pair in _debian_pairs(root)]
     if not pairs:
         package = "linux-headers-" + _ARCH_SUFFIX.get(platform.machine(), "ARCH")
         raise RuntimeError(
             f"no kernel headers: {build} is missing, the kernel has no CONFIG_IKHEADERS, and no "
-            f"generic headers were found under {src_root} (install {package})"
+            f"generic headers were found under {', '.join(map(str, roots))} (install {package})"
         )
     common, arch_dir = pairs[0]
     dest = Path(cache_dir) / "kernel-headers" / arch_dir.name

@@ -137,6 +137,32 @@ class KubernetesAgent(AgentRunner):
         self._reported = status
         self.status_writes.inc()
 
+    def idle_tick(self) -> None:
+        self.report_status()  # the Degraded condition says why nothing is enrolled
+
+    def on_degraded(self) -> None:
+        """A Warning Event on this agent's pod: `kubectl describe` and
+        `kubectl get events` show why the node stays on kernel TCP."""
+        pod = os.environ.get("POD_NAME")
+        if not pod:
+            return
+        now = now_rfc3339()
+        event = {
+            "metadata": {"generateName": f"{pod}.", "namespace": self.namespace},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": self.namespace, "apiVersion": "v1"},
+            "reason": self.health.degraded_reason,
+            "message": f"acceleration is off on node {self.node}, traffic stays on kernel TCP: {self.health.message}",
+            "type": "Warning",
+            "source": {"component": "meshaccel-agent", "host": self.node},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            client.CoreV1Api(self.api).create_namespaced_event(self.namespace, event)
+        except Exception as exc:
+            log.warning("could not post the degraded Event: %s", exc)
+
     # -- shutdown --------------------------------------------------------------
 
     def uninstalling(self) -> bool:
@@ -160,10 +186,14 @@ class KubernetesAgent(AgentRunner):
         self.watch.stop()
         if self.uninstalling():
             log.info("DaemonSet %s/%s is gone: uninstalling the datapath", self.namespace, self.daemonset)
-            report = cleanup(str(self.datapath.pins.path.parent), self.datapath.cgroup, wait_seconds=5.0)
+            # Within the pod's grace period (30 s): readers get that long to
+            # read what was redirected to them before their sockets move to TCP.
+            report = cleanup(str(self.datapath.pins.path.parent), self.datapath.cgroup, wait_seconds=20.0)
             log.info(
-                "detached %d program(s), unpinned %d generation(s), %d live socket(s) keep their maps",
+                "detached %d program(s), moved %d socket(s) to TCP, unpinned %d generation(s); %d socket(s) "
+                "still wait for their reader (their maps stay pinned)",
                 report.detached,
+                report.moved_to_tcp,
                 report.unpinned,
                 report.live_sockets,
             )

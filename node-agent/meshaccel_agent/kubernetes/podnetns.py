@@ -28,6 +28,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshaccel_agent.kernel.cgroups import pod_cgroup_candidates
 from meshaccel_agent.kernel.netns import current_netns_cookie, in_netns
 
 
@@ -53,22 +54,6 @@ class ResolveError(Exception):
 class PodNetns:
     path: str  # /proc/PID/ns/net of one of the pod's processes
     cookie: int
-
-
-def pod_cgroup_candidates(root: Path, uid: str) -> list[Path]:
-    """Where the kubelet puts a pod's cgroup, for both cgroup drivers and
-    every QoS class (systemd escapes '-' in the UID as '_')."""
-    under = uid.replace("-", "_")
-    systemd = root / "kubepods.slice"
-    cgroupfs = root / "kubepods"
-    return [
-        systemd / f"kubepods-pod{under}.slice",
-        systemd / "kubepods-burstable.slice" / f"kubepods-burstable-pod{under}.slice",
-        systemd / "kubepods-besteffort.slice" / f"kubepods-besteffort-pod{under}.slice",
-        cgroupfs / f"pod{uid}",
-        cgroupfs / "burstable" / f"pod{uid}",
-        cgroupfs / "besteffort" / f"pod{uid}",
-    ]
 
 
 def _pids(cgroup: Path) -> list[int]:

@@ -34,29 +34,47 @@ async def ensure_agent(name: str, namespace: str | None, uid: str, spec: kopf.Sp
     log.info("agent DaemonSet %s/%s %s", namespace, name, outcome)
 
 
-@kopf.on.delete(GROUP, VERSION, NodeAgent.plural)
-async def remove_agent(name: str, namespace: str | None, **_: Any) -> None:
-    # Uninstall: the agents see their DaemonSet go and detach + unpin.
-    assert namespace is not None
-    _require_leadership()
-    await asyncio.to_thread(kubeapi.delete_daemonset, RUNTIME.api, name, namespace)
-    log.info("agent DaemonSet %s/%s deleted", namespace, name)
+# No finalizer on NodeAgents: the DaemonSet's ownerReference lets the garbage
+# collector delete it with its NodeAgent, even when no operator runs any more;
+# its agents then see it gone and uninstall. So no delete handler and no
+# kopf timer (kopf puts a finalizer on every object a timer runs for): the
+# watch below is one task over the NodeAgents an event handler records.
+
+#: (namespace, name) -> the NodeAgent's latest body, from its watch events.
+AGENTS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
-@kopf.timer(GROUP, VERSION, NodeAgent.plural, interval=5.0, backoff=5.0)
-async def watch_agent(
-    name: str, namespace: str | None, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> None:
-    """Mirror the DaemonSet's rollout into the NodeAgent's status, and put the
-    DaemonSet back if someone deleted it. (A timer reading one object by name,
-    not a watch: a cluster-wide DaemonSet watch would need cluster-wide RBAC.)"""
-    assert namespace is not None
+@kopf.on.event(GROUP, VERSION, NodeAgent.plural)
+def record_agent(name: str, namespace: str | None, type: str | None, body: kopf.Body, **_: Any) -> None:
+    key = (namespace or "", name)
+    if type == "DELETED":
+        AGENTS.pop(key, None)
+    else:
+        AGENTS[key] = dict(body)
+
+
+async def agent_loop(interval: float = 5.0) -> None:
+    """Every @interval: each NodeAgent's status mirrors its DaemonSet's
+    rollout, and a DaemonSet someone deleted is put back. (Reads of one
+    object by name, not a watch: a cluster-wide DaemonSet watch would need
+    cluster-wide RBAC.)"""
+    while True:
+        await asyncio.sleep(interval)
+        for (namespace, name), body in list(AGENTS.items()):
+            try:
+                await watch_agent(namespace, name, body)
+            except Exception as exc:  # one bad object must not stop the others
+                log.warning("NodeAgent %s/%s: %s", namespace, name, exc)
+
+
+async def watch_agent(namespace: str, name: str, body: dict[str, Any]) -> None:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status")
     if meta.get("deletionTimestamp") or not RUNTIME.may_write():
         return
     ds = await asyncio.to_thread(kubeapi.read_daemonset, RUNTIME.api, name, namespace)
     if ds is None:
-        body = daemonset(name, namespace, NodeAgentSpec.model_validate(dict(spec)), uid)
-        await asyncio.to_thread(kubeapi.apply_daemonset, RUNTIME.api, body)
+        desired = daemonset(name, namespace, NodeAgentSpec.model_validate(dict(spec)), meta.get("uid"))
+        await asyncio.to_thread(kubeapi.apply_daemonset, RUNTIME.api, desired)
         log.warning("agent DaemonSet %s/%s was missing; recreated", namespace, name)
         return
     old = NodeAgentStatus.model_validate(dict(status)) if status else None
@@ -65,3 +83,4 @@ async def watch_agent(
         await asyncio.to_thread(
             kubeapi.patch_status, RUNTIME.api, NodeAgent.plural, name, new.model_dump(mode="json"), namespace
         )
+        body["status"] = new.model_dump(mode="json")  # until the watch brings the object back

@@ -12,6 +12,7 @@ import kopf
 from meshaccel_api.kube import api_client
 from meshaccel_api.v1alpha1 import GROUP
 from meshaccel_operator import kubeapi
+from meshaccel_operator.handlers.nodeagents import agent_loop
 from meshaccel_operator.handlers.policies import status_loop
 from meshaccel_operator.handlers.runtime import RUNTIME
 from meshaccel_operator.podindex import PodIndex
@@ -21,7 +22,7 @@ from meshaccel_operator.writer import NodeWriter
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True  # one replica, guarded by our Lease
-    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.persistence.finalizer = f"{GROUP}/operator"  # no handler needs one (handlers/nodeagents.py)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-applied")
     settings.posting.level = logging.WARNING
@@ -36,4 +37,5 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.tasks = [
         asyncio.create_task(writer.run(), name="node-writer"),
         asyncio.create_task(status_loop(), name="policy-status"),
+        asyncio.create_task(agent_loop(), name="node-agents"),
     ]

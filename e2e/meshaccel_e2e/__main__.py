@@ -1,0 +1,5 @@
+import sys
+
+from meshaccel_e2e.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Container images built here, offline: `python -m meshaccel_images build`."""

@@ -1,0 +1,5 @@
+import sys
+
+from meshaccel_images.build import main
+
+sys.exit(main())
