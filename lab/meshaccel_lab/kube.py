@@ -243,13 +243,18 @@ class KubeAPI:
         self._start_apiserver()
 
     def compact_etcd(self) -> int:
-        """Compact etcd at its current revision and return that revision.
+        """Write a marker key, then compact etcd at the revision that wrote it
+        and return that revision.
 
-        Watches that resume from an older resourceVersion then get 410 Gone
-        (with the watch cache off; see the class docstring). Goes through
-        etcd's JSON gateway for the gRPC API, so no etcdctl is needed.
+        Every resourceVersion a client has seen is then older than the
+        compaction, so every watch that resumes gets 410 Gone (with the watch
+        cache off; see the class docstring). Without the marker a watcher
+        whose last event was the newest write could resume at exactly the
+        compacted revision, which etcd still serves. Goes through etcd's JSON
+        gateway for the gRPC API, so no etcdctl is needed.
         """
-        header = self._etcd_post("/v3/kv/range", {"key": base64.b64encode(b"a").decode()})["header"]
+        marker = {"key": base64.b64encode(b"/meshaccel-test/compaction-marker").decode(), "value": ""}
+        header = self._etcd_post("/v3/kv/put", marker)["header"]
         revision = int(header["revision"])  # int64 fields are strings in the JSON mapping
         self._etcd_post("/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
