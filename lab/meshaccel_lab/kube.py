@@ -253,7 +253,8 @@ class KubeAPI:
         compacted revision, which etcd still serves. Goes through etcd's JSON
         gateway for the gRPC API, so no etcdctl is needed.
         """
-        marker = {"key": base64.b64encode(b"/meshaccel-test/compaction-marker").decode(), "value": ""}
+        key = base64.b64encode(b"/meshaccel-test/compaction-marker").decode()
+        marker: dict[str, object] = {"key": key, "value": ""}
         header = self._etcd_post("/v3/kv/put", marker)["header"]
         revision = int(header["revision"])  # int64 fields are strings in the JSON mapping
         self._etcd_post("/v3/kv/compaction", {"revision": revision, "physical": True})
