@@ -36,6 +36,7 @@ lint:
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy $(PACKAGES) tests bench
 	$(PY) -m meshaccel_operator.manifests --check
+	$(PY) -m meshaccel_lab.metricsdoc --check
 
 unit: setup
 	$(PY) -m pytest -p no:cacheprovider -m unit tests
@@ -63,6 +64,8 @@ bench-quick: setup
 clean-host: setup
 	.venv/bin/meshaccel-agent cleanup
 
-## generate: regenerate manifests/ (CRDs from the pydantic models, RBAC)
+## generate: regenerate manifests/ (CRDs from the pydantic models, RBAC) and
+## the README's metrics table (from the collectors)
 generate: setup
 	$(PY) -m meshaccel_operator.manifests
+	$(PY) -m meshaccel_lab.metricsdoc

@@ -143,7 +143,7 @@ class AgentProcess:
             wait_for(
                 lambda: (
                     self.metric("meshaccel_reconciles_total") > before
-                    and self.metric("meshaccel_endpoints_enrolled") == want
+                    and self.metric("meshaccel_netns_enrolled") == want
                 ),
                 15,
                 f"the agent to apply {want} endpoints",

@@ -234,10 +234,18 @@ class KubeAPI:
                 raise TimeoutError(f"{what} not ready after {self.start_timeout}s; end of {log}:\n{_tail(log)}")
             time.sleep(0.1)
 
-    def restart_apiserver(self, timeout: float = 20.0) -> None:
-        """Stop kube-apiserver and start it again: same port, flags and etcd."""
+    def restart_apiserver(self, timeout: float = 20.0, compact: bool = False) -> None:
+        """Stop kube-apiserver and start it again: same port, flags and etcd.
+
+        With @compact, etcd is compacted while the apiserver is down: no
+        client can write then, so every resourceVersion a watcher holds is
+        older than the compaction and every resumed watch gets 410 Gone.
+        (Compacting before the restart races with writes in between, e.g. an
+        agent's status write, whose event moves its watcher past it.)"""
         if self.apiserver_proc is not None:
             stop_process(self.apiserver_proc, timeout)
+        if compact:
+            self.compact_etcd()
         with self.apiserver_log.open("a") as log:
             log.write(f"\n===== meshaccel: restart at {time.strftime('%H:%M:%S')} =====\n")
         self._start_apiserver()

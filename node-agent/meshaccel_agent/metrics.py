@@ -28,10 +28,10 @@ class DatapathCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._source()
         yield _gauge("meshaccel_datapath_attached", "1 when the datapath programs are attached", snap.attached)
-        yield _gauge("meshaccel_endpoints_enrolled", "Network namespaces enrolled for acceleration", snap.endpoints)
+        yield _gauge("meshaccel_netns_enrolled", "Network namespaces enrolled for acceleration", snap.endpoints)
         yield _gauge(
-            "meshaccel_endpoints_refused",
-            "Endpoints left on kernel TCP because an enrolment map is full",
+            "meshaccel_netns_refused",
+            "Network namespaces left on kernel TCP because an enrolment map is full",
             snap.endpoints_refused,
         )
         yield _counter("meshaccel_reconciles_total", "Successful reconciles of the enrolment maps", snap.reconciles)
@@ -60,7 +60,7 @@ class DatapathCollector(Collector):
         c = snap.counters
         yield _gauge("meshaccel_sockets_enrolled", "Sockets currently in the redirect map", snap.sockets)
         yield _counter(
-            "meshaccel_sockets_enrolled_total",
+            "meshaccel_socket_enrolments_total",
             "Sockets ever inserted into the redirect map",
             c[Counter.SOCKETS_ENROLLED],
         )

@@ -21,6 +21,7 @@ from meshaccel_agent.datapath.enrolment import DesiredNetns
 from meshaccel_agent.http import AgentHTTPServer
 from meshaccel_agent.metrics import DatapathCollector, DatapathSnapshot
 from meshaccel_api.agent_settings import AgentSettings
+from meshaccel_api.buildinfo import register_build_info
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class AgentRunner:
         self._stop = threading.Event()
         self.registry = CollectorRegistry()
         self.registry.register(DatapathCollector(self.snapshot))
+        register_build_info("agent", "meshaccel-agent", self.registry)
         self.http = AgentHTTPServer(settings.metrics_address, self.registry, self.healthy, self.ready)
 
     # -- what a mode provides ------------------------------------------------

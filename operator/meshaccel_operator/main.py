@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
 
+from meshaccel_api.buildinfo import register_build_info
 from meshaccel_operator.settings import OperatorSettings, parse
 
 log = logging.getLogger(__name__)
+#: Exactly one replica writes; the others stand by (leader.py).
+LEADER = Gauge("meshaccel_operator_leader", "1 while this replica holds the leader lease and writes")
 
 
 def run(settings: OperatorSettings) -> int:
@@ -23,10 +26,12 @@ def run(settings: OperatorSettings) -> int:
     from meshaccel_operator.leader import LeaseElector
 
     handlers.RUNTIME.settings = settings
-    host, _, port = settings.metrics_address.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0")
     identity = f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaseElector(api_client(), settings.namespace, settings.lease, identity)
+    register_build_info("operator", "meshaccel-operator")
+    LEADER.set_function(lambda: 1.0 if elector.holds() else 0.0)
+    host, _, port = settings.metrics_address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
     elector.acquire()
     elector.keep_renewing()
     handlers.RUNTIME.may_write = elector.holds

@@ -22,7 +22,7 @@ METRICS = [
     "meshaccel_redirected_bytes_total",
     "meshaccel_passed_messages_total{reason=native}",
     "meshaccel_insert_refusals_total{reason=sockhash_full}",
-    "meshaccel_endpoints_enrolled",
+    "meshaccel_netns_enrolled",
     "meshaccel_datapath_attached",
 ]
 
@@ -42,6 +42,8 @@ def test_probes_and_metric_names(agent: AgentProcess) -> None:
     missing = [m for m in METRICS if m not in metrics]
     assert not missing, missing
     assert metrics["meshaccel_datapath_attached"] == 1
+    build = [k for k in metrics if k.startswith("meshaccel_build_info{")]
+    assert len(build) == 1 and "component=agent" in build[0] and "version=0.1.0" in build[0], build
 
 
 def test_header_fallback_is_logged(agent: AgentProcess) -> None:
@@ -71,7 +73,7 @@ def test_bad_config_keeps_last_good_state(lab: Lab, agent: AgentProcess) -> None
             new_lines = agent.log_path.read_text()[len(log_before) :].strip().splitlines()
             rejected = [line for line in new_lines if "config rejected" in line]
             assert rejected and expected in rejected[0], new_lines
-            assert agent.metric("meshaccel_endpoints_enrolled") == 2
+            assert agent.metric("meshaccel_netns_enrolled") == 2
             assert agent.metric("meshaccel_config_errors_total") >= 1
             assert get(agent.url + "/readyz") == 200
             delta = Delta(agent)

@@ -49,7 +49,7 @@ def test_full_sockhash_sends_new_connections_native(lab: Lab, agent: AgentProces
     serve(b, "aecho", 8090)
     agent.enrol([a, b], wait=False)
     with agent_with(agent, "--sockhash-entries", "8"):
-        wait_for(lambda: agent.metric("meshaccel_endpoints_enrolled") == 2, 15, "enrolment")
+        wait_for(lambda: agent.metric("meshaccel_netns_enrolled") == 2, 15, "enrolment")
         delta = Delta(agent)
         result = traffic(a, "aclients", "--host", b.ip, "--port", "8090", "--conns", "30", "--rounds", "30")
         assert result["ok"], result
@@ -64,8 +64,8 @@ def test_full_enrolment_map_leaves_extra_pods_native(lab: Lab, agent: AgentProce
     serve(pods[3], "sink", 8080)
     with agent_with(agent, "--netns-entries", "2"):
         agent.enrol(pods, wait=False)
-        wait_for(lambda: agent.metric("meshaccel_endpoints_refused") == 2, 15, "two endpoints refused")
-        assert agent.metric("meshaccel_endpoints_enrolled") == 2
+        wait_for(lambda: agent.metric("meshaccel_netns_refused") == 2, 15, "two endpoints refused")
+        assert agent.metric("meshaccel_netns_enrolled") == 2
         assert probe(agent, "/readyz")[0] == 200
         # p0 and p1 fit (first in the file); p2 and p3 stay native.
         delta = Delta(agent)

@@ -96,13 +96,13 @@ def test_excluded_ports_are_never_accelerated(lab: Lab, agent) -> None:  # type:
     agent.enrol([b], excluded_ports=[8080])  # the server side excludes 8080
     delta = Delta(agent)
     assert client(a, "stream", b.ip, 8080, bytes=4 * MiB)["ok"]
-    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0
+    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_socket_enrolments_total"] == 0
     assert client(a, "stream", b.ip, 8082, bytes=4 * MiB)["ok"]
     assert delta["meshaccel_pairs_total"] == 1
     agent.enrol([a], excluded_ports=[8082])  # now the client side excludes 8082
     delta = Delta(agent)
     assert client(a, "stream", b.ip, 8082, bytes=4 * MiB)["ok"]
-    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_sockets_enrolled_total"] == 0
+    assert delta["meshaccel_pairs_total"] == 0 and delta["meshaccel_socket_enrolments_total"] == 0
 
 
 def test_policy_shapes_select_the_hops(lab: Lab, agent) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,7 @@ def test_enrolled_to_unenrolled_pod_stays_native_and_flows(lab: Lab, agent) -> N
     assert result["ok"], result
     assert traffic(a, "stream", "--host", c.ip, "--port", "8080", "--bytes", str(64 << 20))["ok"]
     # Neither end entered the map: no socket half-enrolled.
-    assert delta["meshaccel_sockets_enrolled_total"] == 0
+    assert delta["meshaccel_socket_enrolments_total"] == 0
     assert delta["meshaccel_redirected_messages_total"] == 0
 
 

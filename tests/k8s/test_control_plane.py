@@ -333,8 +333,7 @@ def test_operator_survives_api_server_restart_and_watch_expiry(kube: KubeAPI, op
 
     # Compaction: the operator's watches resume from versions that no longer
     # exist (410 Gone) and must re-list without losing or rewriting anything.
-    kube.compact_etcd()
-    kube.restart_apiserver()
+    kube.restart_apiserver(compact=True)
     create_running_pod(kube, pod_manifest("r3", "res", "node-x"), "10.244.6.12")
     eventually(kube, "node-x", ["res/r1", "res/r2", "res/r3"], timeout=30)
     assert operator.alive(), operator.log()[-3000:]
@@ -360,3 +359,12 @@ def test_one_leader_at_a_time(kube: KubeAPI, operator: OperatorProcess) -> None:
         eventually(kube, "node-l", ["lead/l1"])
     finally:
         second.stop()
+
+
+def test_operator_exports_its_build_and_leader_state(kube: KubeAPI, operator: OperatorProcess) -> None:
+    metrics = operator.metrics()
+    build = [k for k in metrics if k.startswith("meshaccel_build_info{")]
+    assert len(build) == 1 and 'component="operator"' in build[0] and 'version="0.1.0"' in build[0], build
+    # 1 or 0 depending on which replica the earlier tests left holding the
+    # lease (test_one_leader_at_a_time hands it over).
+    assert metrics["meshaccel_operator_leader"] in (0.0, 1.0)

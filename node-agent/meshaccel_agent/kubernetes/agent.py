@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from meshaccel_agent.datapath.datapath import Datapath
@@ -35,6 +36,19 @@ from meshaccel_api.conditions import now_rfc3339
 from meshaccel_api.v1alpha1 import GROUP, VERSION, NodeEnrolment, NodeEnrolmentStatus
 
 log = logging.getLogger(__name__)
+
+
+def kubernetes_metrics(registry: CollectorRegistry) -> tuple[PromCounter, PromCounter]:
+    """The metrics only an agent in a cluster has: status writes, node lists."""
+    status_writes = PromCounter(
+        "meshaccel_status_writes", "Writes of this node's NodeEnrolment status", registry=registry
+    )
+    watch_lists = PromCounter(
+        "meshaccel_node_watch_lists",
+        "Full lists of the node object (start and expired watches; a broken watch resumes instead)",
+        registry=registry,
+    )
+    return status_writes, watch_lists
 
 
 class KubernetesAgent(AgentRunner):
@@ -59,14 +73,7 @@ class KubernetesAgent(AgentRunner):
         self._reported: NodeEnrolmentStatus | None = None
         self._checked_at = 0.0
         self._status_dirty = True  # enrolment or health changed since the last status
-        self.status_writes = PromCounter(
-            "meshaccel_status_writes", "Writes of this node's NodeEnrolment status", registry=self.registry
-        )
-        self.watch_lists = PromCounter(
-            "meshaccel_node_watch_lists",
-            "Full lists of the node object (start and expired watches; a broken watch resumes instead)",
-            registry=self.registry,
-        )
+        self.status_writes, self.watch_lists = kubernetes_metrics(self.registry)
         self._lists_seen = 0
 
     def run(self) -> None:
