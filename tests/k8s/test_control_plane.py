@@ -110,6 +110,14 @@ def test_bad_node_agent_is_rejected(kube: KubeAPI, operator: OperatorProcess) ->
     assert "spec.tolerations[0].value" in res.stderr, res.stderr
 
 
+def test_operator_exports_its_build_and_leadership(kube: KubeAPI, operator: OperatorProcess) -> None:
+    """Before test_one_leader_at_a_time, which stops this operator."""
+    metrics = operator.metrics()
+    build = [k for k in metrics if k.startswith("meshaccel_build_info{")]
+    assert len(build) == 1 and 'component="operator"' in build[0] and 'version="0.1.0"' in build[0], build
+    assert metrics["meshaccel_operator_leader"] == 1, "the only replica holds the lease"
+
+
 def test_defaults_are_applied_by_the_api_server(kube: KubeAPI, operator: OperatorProcess) -> None:
     kube.kubectl("apply", "-f", "-", input=readme_example("default-policy"))
     spec = get_json(kube, "accelerationpolicy", "default")["spec"]
@@ -359,12 +367,3 @@ def test_one_leader_at_a_time(kube: KubeAPI, operator: OperatorProcess) -> None:
         eventually(kube, "node-l", ["lead/l1"])
     finally:
         second.stop()
-
-
-def test_operator_exports_its_build_and_leader_state(kube: KubeAPI, operator: OperatorProcess) -> None:
-    metrics = operator.metrics()
-    build = [k for k in metrics if k.startswith("meshaccel_build_info{")]
-    assert len(build) == 1 and 'component="operator"' in build[0] and 'version="0.1.0"' in build[0], build
-    # 1 or 0 depending on which replica the earlier tests left holding the
-    # lease (test_one_leader_at_a_time hands it over).
-    assert metrics["meshaccel_operator_leader"] in (0.0, 1.0)
