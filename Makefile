@@ -4,10 +4,10 @@
 PY := .venv/bin/python
 # The workspace's Python packages (README "Layout").
 PACKAGES := api/meshaccel_api node-agent/meshaccel_agent operator/meshaccel_operator cli/meshaccel \
-	images/meshaccel_images e2e/meshaccel_e2e lab/meshaccel_lab
+	images/meshaccel_images e2e/meshaccel_e2e lab/meshaccel_lab monitoring/meshaccel_monitoring
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test setup lint unit bpf k8s e2e images k8s-binaries bench bench-quick clean-host generate
+.PHONY: demo test setup lint unit bpf k8s e2e images k8s-binaries bench bench-quick clean-host generate dashboard-picture
 
 ## demo: install what is needed, then run the host demo (kernel TCP vs meshaccel)
 demo: setup
@@ -27,11 +27,15 @@ images: setup
 k8s-binaries:
 	bash scripts/build-k8s.sh
 	bash scripts/build-helm.sh
+	bash scripts/fetch-prometheus-crds.sh
 
 setup:
 	bash scripts/setup.sh
 
+## lint: style, types, and every generated file against its source (manifests/
+## and the chart's generated parts are rendered with helm, built if absent)
 lint:
+	bash scripts/build-helm.sh >/dev/null
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy $(PACKAGES) tests bench
@@ -60,12 +64,19 @@ bench: setup
 bench-quick: setup
 	$(PY) -m bench.run --quick
 
+## dashboard-picture: redraw docs/dashboard.png from a real Prometheus scraping
+## the e2e cluster under live traffic (the e2e tier's lifecycle file)
+dashboard-picture: setup k8s-binaries images
+	MESHACCEL_DASHBOARD_PICTURE=$(CURDIR)/docs/dashboard.png $(PY) -m pytest -p no:cacheprovider -m e2e tests/e2e/test_lifecycle.py
+
 ## clean-host: uninstall a datapath left behind (detach, unpin when drained)
 clean-host: setup
 	.venv/bin/meshaccel-agent cleanup
 
-## generate: regenerate manifests/ (CRDs from the pydantic models, RBAC) and
-## the README's metrics table (from the collectors)
+## generate: regenerate the CRDs (from the API models), the chart's values,
+## schema, dashboards and alerts, manifests/ (the chart rendered with its
+## defaults) and the README's metrics table (from the collectors)
 generate: setup
+	bash scripts/build-helm.sh >/dev/null
 	$(PY) -m meshaccel_operator.manifests
 	$(PY) -m meshaccel_lab.metricsdoc

@@ -15,12 +15,14 @@ fi
 # peers the tests drive (HAProxy as the sidecar, nginx, redis, wrk, sockperf,
 # iperf3, curl), the tools the lab uses (iproute2, iptables, util-linux), and
 # the e2e node: the offline image builder (mmdebstrap), the container runtime
-# (containerd, runc, CNI plugins) and what kube-proxy needs (conntrack).
+# (containerd, runc, CNI plugins) and what kube-proxy needs (conntrack);
+# Prometheus and promtool, which the monitoring tests evaluate the dashboards
+# and alerts with.
 PACKAGES=(
   python3-bpfcc linux-headers-amd64 python3-venv
   iproute2 iptables util-linux procps
   haproxy nginx-light redis-server redis-tools wrk sockperf iperf3 curl gcc libc6-dev
-  mmdebstrap containerd runc containernetworking-plugins conntrack
+  mmdebstrap containerd runc containernetworking-plugins conntrack prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -33,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian packages enable services we do not want running on the host:
 # the tests start their own instances inside network namespaces.
-for svc in nginx redis-server haproxy containerd; do
+for svc in nginx redis-server haproxy containerd prometheus; do
   if command -v systemctl >/dev/null && systemctl is-enabled "$svc" >/dev/null 2>&1; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
@@ -46,7 +48,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 # The workspace's distributions, editable, and the development tools.
-MEMBERS=(api node-agent operator cli images e2e lab)
+MEMBERS=(api node-agent operator cli images e2e lab monitoring)
 stamp=.venv/.installed-$(cat pyproject.toml "${MEMBERS[@]/%//pyproject.toml}" | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
   editable=()

@@ -365,22 +365,55 @@ class FlowControl(Model):
     )
 
 
-class NodeAgentSpec(Model):
-    """How the operator runs the node agent DaemonSet."""
+class LocalObjectReference(Model):
+    name: str = Field(min_length=1, max_length=253)
 
-    image: str = Field(default="docker.io/meshaccel/agent:0.1.0", min_length=1, max_length=512)
-    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    resources: Resources = Field(default_factory=lambda: Resources())
+
+class UpdateStrategy(Model):
+    """The DaemonSet's rolling update: how many nodes may be without a ready
+    agent at once (their accelerated connections keep working: the datapath
+    stays pinned and the next agent adopts it)."""
+
+    maxUnavailable: str = Field(
+        default="10%", max_length=8, pattern=r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$", description="a count or a percentage"
+    )
+
+
+class AgentPodSpec(Model):
+    """Where and how the agent pods run: every NodeAgent field except the image."""
+
+    resources: Resources = Field(
+        default_factory=lambda: Resources(), description="the agent container's requests and limits"
+    )
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(operator="Exists")],
         max_length=32,
         description="default: run on every node, tainted or not",
     )
     nodeSelector: dict[LabelKey, LabelValue] = Field(
-        default_factory=lambda: {"kubernetes.io/os": "linux"}, json_schema_extra={"maxProperties": 32}
+        default_factory=lambda: {"kubernetes.io/os": "linux"},
+        json_schema_extra={"maxProperties": 32},
+        description="the nodes that run an agent (and so are accelerated)",
+    )
+    affinity: dict[str, Any] = Field(
+        default_factory=dict, description="the agent pods' affinity (core/v1 Affinity), as written"
+    )
+    priorityClassName: str = Field(
+        default="system-node-critical",
+        max_length=253,
+        description="the agent controls the node's datapath: system-node-critical makes it the last pod evicted",
+    )
+    podAnnotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": 64}, description="added to every agent pod"
+    )
+    updateStrategy: UpdateStrategy = Field(default_factory=lambda: UpdateStrategy())
+    privileged: bool = Field(
+        default=False,
+        description="fallback for nodes where the agent's capabilities are not enough (a runtime that drops them, a "
+        "kernel before 5.8 without CAP_BPF): runs the agent privileged, with every capability and no seccomp filter",
     )
     logLevel: Literal["debug", "info", "warning", "error"] = "info"
-    metricsPort: Port = 9464
+    metricsPort: Port = Field(default=9464, description="the agent's /metrics, /healthz and /readyz (pod network)")
     cgroupPath: str = Field(
         default="/sys/fs/cgroup",
         max_length=256,
@@ -390,6 +423,17 @@ class NodeAgentSpec(Model):
     )
     mapSizes: MapSizes = Field(default_factory=lambda: MapSizes())
     flowControl: FlowControl = Field(default_factory=lambda: FlowControl())
+
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class NodeAgentSpec(AgentPodSpec):
+    """How the operator runs the node agent DaemonSet."""
+
+    image: str = Field(default="docker.io/meshaccel/agent:0.1.0", min_length=1, max_length=512)
+    imagePullPolicy: PullPolicy = "IfNotPresent"
+    imagePullSecrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
 
 
 class NodeAgentStatus(Model):

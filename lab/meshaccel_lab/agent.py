@@ -28,6 +28,16 @@ def agent_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshaccel_agent", *args]
 
 
+def samples_by_name(text: str) -> dict[str, float]:
+    """Prometheus text -> {"name{k=v,...}": value}, labels sorted."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
 class AgentProcess:
     """`meshaccel-agent standalone` with a config file this object writes."""
 
@@ -154,13 +164,7 @@ class AgentProcess:
     def metrics(self) -> dict[str, float]:
         """Samples by name, with labels folded in as name{k=v}."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-        return out
+            return samples_by_name(r.read().decode())
 
     def metric(self, name: str) -> float:
         return self.metrics().get(name, float("nan"))

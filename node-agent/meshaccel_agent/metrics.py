@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from meshaccel_agent.bringup import Reason
 from meshaccel_agent.kernel.layout import PASS_REASONS, Counter
+
+DEGRADED_REASONS = tuple(v for k, v in vars(Reason).items() if k.isupper())
 
 _REFUSAL_REASONS = {
     "exists": Counter.REFUSED_EXISTS,
@@ -41,8 +44,10 @@ class DatapathCollector(Collector):
         degraded = GaugeMetricFamily(
             "meshaccel_degraded", "1 while acceleration is off for the given reason", labels=["reason"]
         )
-        if snap.degraded_reason:
-            degraded.add_metric([snap.degraded_reason], 1.0)
+        # Every reason, 0 or 1: a series that exists while all is well lets
+        # dashboards and alerts tell "not degraded" from "not scraped".
+        for reason in sorted({*DEGRADED_REASONS, *([snap.degraded_reason] if snap.degraded_reason else [])}):
+            degraded.add_metric([reason], 1.0 if reason == snap.degraded_reason else 0.0)
         yield degraded
         selftest = GaugeMetricFamily(
             "meshaccel_selftest_passed", "Kernel self-test results (1 passed)", labels=["check"]

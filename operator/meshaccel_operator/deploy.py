@@ -1,15 +1,15 @@
-"""The Kubernetes objects meshaccel installs: the agent DaemonSet (rendered by
-the operator from a NodeAgent) and the RBAC of both components (rendered into
-manifests/rbac.yaml by `python -m meshaccel_operator.manifests`)."""
+"""The agent DaemonSet the operator renders from a NodeAgent.
+
+Everything else meshaccel installs (RBAC, the operator, its Services and
+monitors) is in the Helm chart's templates, and manifests/ is rendered from
+the chart (`make generate`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from meshaccel_api.agent_settings import AgentSettings, to_args
-from meshaccel_api.v1alpha1 import API_VERSION, GROUP, NodeAgentSpec
-from meshaccel_operator.settings import OperatorSettings
-from meshaccel_operator.settings import to_args as settings_args
+from meshaccel_api.v1alpha1 import API_VERSION, NodeAgentSpec
 
 NAMESPACE = "meshaccel-system"
 OPERATOR_SA = "meshaccel-operator"
@@ -17,11 +17,11 @@ AGENT_SA = "meshaccel-agent"
 MANAGED_BY = "meshaccel-operator"
 HOST_CGROUP = "/host/sys/fs/cgroup"
 PART_OF = {"app.kubernetes.io/part-of": "meshaccel"}
-#: Set on pods by the kubelet for tokens bound to a pod (KEP-4193, beta and on
-#: by default since Kubernetes 1.30): names the node the pod runs on.
-NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
-# Why the agent needs each capability (instead of privileged: true):
+# Why the agent needs each capability (instead of privileged: true, which
+# NodeAgent.spec.privileged keeps as a fallback). The container runtime's
+# default seccomp profile allows bpf(), perf_event_open() and setns() to a
+# process holding these capabilities, so the agent keeps it.
 AGENT_CAPABILITIES = {
     "BPF": "load programs, create and pin maps",
     "NET_ADMIN": "attach sock_ops/sk_msg programs and update sockhash maps",
@@ -69,21 +69,45 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
             {"apiVersion": API_VERSION, "kind": "NodeAgent", "name": name, "uid": owner_uid, "controller": True}
         ]
     resources = spec.resources.model_dump(exclude_none=True)
+    unavailable = spec.updateStrategy.maxUnavailable
+    security: dict[str, Any] = (
+        {"privileged": True}
+        if spec.privileged
+        else {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": sorted(AGENT_CAPABILITIES)},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    pod_meta: dict[str, Any] = {"labels": labels}
+    if spec.podAnnotations:
+        pod_meta["annotations"] = dict(spec.podAnnotations)
+    pod_extra: dict[str, Any] = {}
+    if spec.affinity:
+        pod_extra["affinity"] = spec.affinity
+    if spec.imagePullSecrets:
+        pod_extra["imagePullSecrets"] = [s.model_dump() for s in spec.imagePullSecrets]
+    if spec.priorityClassName:
+        pod_extra["priorityClassName"] = spec.priorityClassName
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": labels},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            "updateStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": int(unavailable) if unavailable.isdigit() else unavailable},
+            },
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": pod_meta,
                 "spec": {
                     "serviceAccountName": AGENT_SA,
                     # The agent must see pod processes (netns resolution via
                     # /proc/PID/ns/net) but not share the host network.
                     "hostPID": True,
-                    "priorityClassName": "system-node-critical",
+                    **pod_extra,
                     "terminationGracePeriodSeconds": 30,
                     "nodeSelector": dict(spec.nodeSelector),
                     "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations],
@@ -116,11 +140,7 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
                                 "httpGet": {"path": "/readyz?allow=degraded", "port": "metrics"},
                                 "periodSeconds": 5,
                             },
-                            "securityContext": {
-                                "privileged": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"], "add": sorted(AGENT_CAPABILITIES)},
-                            },
+                            "securityContext": {**security, "readOnlyRootFilesystem": True},
                             "volumeMounts": [
                                 # Pins must outlive the pod: they go to the
                                 # node's bpffs (systemd mounts it at boot). The
@@ -154,288 +174,3 @@ def daemonset(name: str, namespace: str, spec: NodeAgentSpec, owner_uid: str | N
             },
         },
     }
-
-
-#: The operator's settings in its Deployment (probes and ports below match).
-OPERATOR_SETTINGS = OperatorSettings(metrics_address="0.0.0.0:9465", liveness_address="0.0.0.0:8080")
-
-
-def operator_deployment(
-    image: str = "docker.io/meshaccel/operator:0.1.0", namespace: str = NAMESPACE
-) -> dict[str, Any]:
-    """The operator: one replica (a Lease guards against a second during a
-    rollout), restricted pod security, kopf's liveness probe."""
-    labels = {"app.kubernetes.io/name": "meshaccel-operator"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "meshaccel-operator", "namespace": namespace, "labels": {**labels, **PART_OF}},
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": OPERATOR_SA,
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [
-                        {
-                            "name": "operator",
-                            "image": image,
-                            "command": ["meshaccel-operator"],
-                            "args": settings_args(OPERATOR_SETTINGS),
-                            "env": [
-                                {
-                                    "name": "POD_NAMESPACE",
-                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                                }
-                            ],
-                            "ports": [
-                                {"name": "metrics", "containerPort": 9465},
-                                {"name": "health", "containerPort": 8080},
-                            ],
-                            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10},
-                            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def default_agent_documents(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """What a default install runs: the NodeAgent (every node, every taint)
-    and the default AccelerationPolicy (sidecar pods in namespaces labelled
-    meshaccel.io/accelerate=enabled). The chart's values.yaml says the same."""
-    spec = NodeAgentSpec()
-    agent = {
-        "apiVersion": API_VERSION,
-        "kind": "NodeAgent",
-        "metadata": {"name": "meshaccel-agent", "namespace": namespace, "labels": dict(PART_OF)},
-        "spec": {
-            "image": spec.image,
-            "logLevel": spec.logLevel,
-            "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations],
-            "nodeSelector": dict(spec.nodeSelector),
-            "cgroupPath": spec.cgroupPath,
-        },
-    }
-    policy = {
-        "apiVersion": API_VERSION,
-        "kind": "AccelerationPolicy",
-        "metadata": {"name": "default", "labels": dict(PART_OF)},
-        "spec": {},
-    }
-    return [agent, policy]
-
-
-def uninstall_job(image: str = "docker.io/meshaccel/operator:0.1.0", namespace: str = NAMESPACE) -> dict[str, Any]:
-    """Helm's pre-delete hook: `meshaccel-operator uninstall` runs while the
-    agents' DaemonSet, RBAC and the operator still exist (uninstall.py)."""
-    labels = {"app.kubernetes.io/name": "meshaccel-uninstall", **PART_OF}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "meshaccel-uninstall",
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {
-                "helm.sh/hook": "pre-delete",
-                "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-            },
-        },
-        "spec": {
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": 600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": OPERATOR_SA,
-                    "restartPolicy": "Never",
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [
-                        {
-                            "name": "uninstall",
-                            "image": image,
-                            "command": ["meshaccel-operator", "uninstall"],
-                            "env": [
-                                {
-                                    "name": "POD_NAMESPACE",
-                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                                }
-                            ],
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def _rule(groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None) -> dict[str, Any]:
-    rule: dict[str, Any] = {"apiGroups": groups, "resources": resources, "verbs": verbs}
-    if names:
-        rule["resourceNames"] = names
-    return rule
-
-
-def _binding(kind: str, name: str, sa: str, namespace: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": dict(PART_OF)}
-    if kind == "RoleBinding":
-        meta["namespace"] = namespace
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": kind,
-        "metadata": meta,
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role" if kind == "RoleBinding" else "ClusterRole",
-            "name": name,
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
-    }
-
-
-def rbac_documents(
-    namespace: str = NAMESPACE, agent_daemonset: str = "meshaccel-agent", with_namespace: bool = True
-) -> list[dict[str, Any]]:
-    """Service accounts, roles and bindings of the operator and the agent, and
-    the admission policy that confines each agent to its own node's status.
-
-    RBAC cannot say "only the object named after your node": every agent
-    shares one service account. Reads of NodeEnrolments are granted to all
-    agents (they hold pod names and IPs, which any pod reader sees anyway);
-    writes are narrowed by a ValidatingAdmissionPolicy that compares the
-    object's name with the node name the API server puts into a pod-bound
-    service-account token."""
-    role = "rbac.authorization.k8s.io/v1"
-    ar = "admissionregistration.k8s.io/v1"
-    sa = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": n, "namespace": namespace, "labels": dict(PART_OF)},
-        }
-        for n in (OPERATOR_SA, AGENT_SA)
-    ]
-    operator_cluster = {
-        "apiVersion": role,
-        "kind": "ClusterRole",
-        "metadata": {"name": OPERATOR_SA, "labels": dict(PART_OF)},
-        "rules": [
-            _rule([""], ["pods", "namespaces"], ["get", "list", "watch"]),
-            _rule([GROUP], ["accelerationpolicies", "nodeenrolments", "nodeagents"], ["get", "list", "watch"]),
-            _rule([GROUP], ["nodeenrolments"], ["create", "patch", "update", "delete"]),
-            _rule([GROUP], ["accelerationpolicies/status", "nodeagents/status"], ["patch", "update"]),
-            # kopf keeps its last-handled state on NodeAgents; `uninstall`
-            # (the pre-delete hook) deletes them.
-            _rule([GROUP], ["nodeagents"], ["patch", "update", "delete"]),
-            # kopf discovers the API and posts events about its handlers.
-            _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
-            _rule(["", "events.k8s.io"], ["events"], ["create"]),
-        ],
-    }
-    operator_ns = {
-        "apiVersion": role,
-        "kind": "Role",
-        "metadata": {"name": OPERATOR_SA, "namespace": namespace, "labels": dict(PART_OF)},
-        "rules": [
-            _rule(["apps"], ["daemonsets"], ["get", "create", "patch", "update", "delete"]),
-            # `uninstall` stops the operator before deleting NodeEnrolments.
-            _rule(["apps"], ["deployments/scale"], ["patch"], [OPERATOR_SA]),
-            _rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]),
-        ],
-    }
-    agent_cluster = {
-        "apiVersion": role,
-        "kind": "ClusterRole",
-        "metadata": {"name": AGENT_SA, "labels": dict(PART_OF)},
-        "rules": [
-            _rule([GROUP], ["nodeenrolments"], ["get", "list", "watch"]),
-            _rule([GROUP], ["nodeenrolments/status"], ["get", "patch", "update"]),
-        ],
-    }
-    agent_ns = {
-        "apiVersion": role,
-        "kind": "Role",
-        "metadata": {"name": AGENT_SA, "namespace": namespace, "labels": dict(PART_OF)},
-        "rules": [
-            # At shutdown: restart (DaemonSet still there) or uninstall (gone)?
-            _rule(["apps"], ["daemonsets"], ["get"], [agent_daemonset]),
-            # A Warning Event on its own pod when the node stays on kernel TCP.
-            _rule([""], ["events"], ["create"]),
-        ],
-    }
-    agent_user = f"system:serviceaccount:{namespace}:{AGENT_SA}"
-    own_node_only = {
-        "apiVersion": ar,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": "meshaccel-agent-own-node", "labels": dict(PART_OF)},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [GROUP],
-                        "apiVersions": ["*"],
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "resources": ["nodeenrolments", "nodeenrolments/status"],
-                    }
-                ]
-            },
-            "matchConditions": [
-                {"name": "is-node-agent", "expression": f"request.userInfo.username == '{agent_user}'"}
-            ],
-            "validations": [
-                {
-                    "expression": (
-                        f"'{NODE_NAME_EXTRA}' in request.userInfo.extra && "
-                        f"request.name == request.userInfo.extra['{NODE_NAME_EXTRA}'][0]"
-                    ),
-                    "messageExpression": (
-                        "'the meshaccel agent may write only its own node\\'s NodeEnrolment, not ' + request.name"
-                    ),
-                    "reason": "Forbidden",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": ar,
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": "meshaccel-agent-own-node", "labels": dict(PART_OF)},
-        "spec": {"policyName": "meshaccel-agent-own-node", "validationActions": ["Deny"]},
-    }
-    namespace_doc = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        # The agent needs host access (hostPID, capabilities, hostPath bpffs).
-        "metadata": {"name": namespace, "labels": {**PART_OF, "pod-security.kubernetes.io/enforce": "privileged"}},
-    }
-    return [
-        *([namespace_doc] if with_namespace else []),
-        *sa,
-        operator_cluster,
-        _binding("ClusterRoleBinding", OPERATOR_SA, OPERATOR_SA, namespace),
-        operator_ns,
-        _binding("RoleBinding", OPERATOR_SA, OPERATOR_SA, namespace),
-        agent_cluster,
-        _binding("ClusterRoleBinding", AGENT_SA, AGENT_SA, namespace),
-        agent_ns,
-        _binding("RoleBinding", AGENT_SA, AGENT_SA, namespace),
-        own_node_only,
-        binding,
-    ]

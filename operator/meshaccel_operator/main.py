@@ -56,6 +56,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "meshaccel-operator") ->
         from meshaccel_operator.uninstall import main as uninstall_main
 
         return uninstall_main(args[1:])
+    if args[:1] == ["check"]:
+        from meshaccel_operator.check import main as check_main
+
+        return check_main(args[1:])
     settings = parse(args, prog)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(settings)

@@ -16,7 +16,6 @@ deleted. So, while everything still exists:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from collections.abc import Sequence
 from kubernetes import client
 
 from meshaccel_api.v1alpha1 import GROUP, VERSION, NodeAgent, NodeEnrolment
+from meshaccel_operator import subcommand
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,4 @@ def uninstall(api: client.ApiClient, namespace: str, timeout: float) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "meshaccel-operator uninstall") -> int:
-    import os
-
-    from meshaccel_api.kube import api_client
-
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "meshaccel-system"))
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each step")
-    args = p.parse_args(argv)
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return 0 if uninstall(api_client(), args.namespace, args.timeout) else 1
+    return subcommand.run(uninstall, prog, __doc__ or "", argv)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
+
+from meshaccel_lab.agent import samples_by_name
+from meshaccel_operator.manifests import HELM
 
 REPO = Path(__file__).resolve().parents[2]
-#: MESHACCEL_HELM, else the helm scripts/build-helm.sh built, else the user's.
-_BUILT_HELM = Path("/var/cache/meshaccel/helm/v3.15.4/helm")
-HELM = Path(
-    os.environ.get("MESHACCEL_HELM") or (_BUILT_HELM if _BUILT_HELM.is_file() else shutil.which("helm") or _BUILT_HELM)
-)
 NAMESPACE = "meshaccel-system"
 WORKLOAD_IMAGE = "docker.io/meshaccel/e2e-workload:0.1.0"
 AGENT_IMAGE = "docker.io/meshaccel/agent:0.1.0"
@@ -146,13 +142,9 @@ class Cluster:
         if not pods:
             raise E2EError("no running agent pod")
         name = pods[0]["metadata"]["name"]
-        text = self.kubectl("get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:9464/proxy/metrics")
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-        return out
+        return samples_by_name(
+            self.kubectl("get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:9464/proxy/metrics")
+        )
 
 
 def readme_commands(block: str) -> list[list[str]]:

@@ -10,9 +10,8 @@ import pytest
 from meshaccel_api import agent_settings
 from meshaccel_api.agent_settings import AgentSettings, parse, to_args
 from meshaccel_api.v1alpha1 import MapSizes, NodeAgentSpec
-from meshaccel_operator import settings as operator_settings
-from meshaccel_operator.deploy import OPERATOR_SETTINGS, daemonset, operator_deployment
 from meshaccel_operator.deploy import agent_settings as rendered_settings
+from meshaccel_operator.deploy import daemonset
 
 
 @pytest.fixture(autouse=True)
@@ -59,12 +58,3 @@ def test_bad_flags_are_refused_naming_them(capsys: pytest.CaptureFixture[str]) -
         with pytest.raises(SystemExit):
             parse(argv)
         assert word in capsys.readouterr().err
-
-
-def test_operator_deployment_arguments_parse() -> None:
-    container = operator_deployment()["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["meshaccel-operator"]
-    assert operator_settings.parse(container["args"]) == OPERATOR_SETTINGS
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert OPERATOR_SETTINGS.metrics_address.endswith(f":{ports['metrics']}")
-    assert OPERATOR_SETTINGS.liveness_address.endswith(f":{ports['health']}")

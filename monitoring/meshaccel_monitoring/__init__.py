@@ -1,0 +1,1 @@
+"""meshaccel's dashboards and alerts, as code."""
