@@ -8,6 +8,7 @@ What is generated, and from what:
 - the CRDs (chart `crds/` and `manifests/crds/`): the API's pydantic models;
 - the chart's `values.yaml` and `values.schema.json`: chart_values.py;
 - the chart's dashboards and alert rules (`files/`): meshaccel_monitoring;
+- docs/api.md, the API reference: the same schemas as the CRDs;
 - the rest of `manifests/`: the chart itself, rendered by `helm template` with
   its default values, so `kubectl apply -f manifests/` installs what
   `helm install` does (without Helm's hooks).
@@ -104,6 +105,7 @@ def namespace() -> dict[str, Any]:
 
 def chart_sources() -> Iterator[tuple[str, str]]:
     """The chart's generated inputs (before `helm template` can run)."""
+    from meshaccel_api import reference
     from meshaccel_monitoring import alerts, dashboard
     from meshaccel_operator.chart_values import values_schema, values_yaml
 
@@ -113,6 +115,7 @@ def chart_sources() -> Iterator[tuple[str, str]]:
     yield "charts/meshaccel/values.schema.json", json.dumps(values_schema(), indent=2) + "\n"
     yield "charts/meshaccel/files/dashboards/meshaccel.json", dashboard.as_json()
     yield "charts/meshaccel/files/alerts.yaml", alerts.as_yaml()
+    yield "docs/api.md", reference.markdown()
 
 
 def manifests(chart: Path = CHART) -> Iterator[tuple[str, str]]:
@@ -144,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         chart = Path(scratch.name) / "meshaccel"
         shutil.copytree(args.root / "charts/meshaccel", chart)
         for rel, text in sources.items():
-            (chart / Path(rel).relative_to("charts/meshaccel")).parent.mkdir(parents=True, exist_ok=True)
-            (chart / Path(rel).relative_to("charts/meshaccel")).write_text(text)
+            if Path(rel).is_relative_to("charts/meshaccel"):
+                (chart / Path(rel).relative_to("charts/meshaccel")).parent.mkdir(parents=True, exist_ok=True)
+                (chart / Path(rel).relative_to("charts/meshaccel")).write_text(text)
     else:
         _write(args.root, sources)
     for rel, text in [*sources.items(), *manifests(chart)]:

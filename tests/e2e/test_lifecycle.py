@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,23 @@ def test_status_and_kubectl_get_meshaccel_show_it(cluster: Cluster) -> None:
 
 def test_helm_test_checks_the_install(cluster: Cluster) -> None:
     run_readme(cluster, "helm-test")
+
+
+def test_kubectl_meshaccel_status_and_doctor_in_the_agent_pod(cluster: Cluster) -> None:
+    """The CLI as a kubectl plugin (found on PATH as kubectl-meshaccel), and
+    `meshaccel doctor` where the agent runs (`kubectl exec`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # kubectl hands a plugin the arguments after its name, not its own flags.
+    res = subprocess.run(["kubectl", "meshaccel", "status", f"--kubeconfig={cluster.kubeconfig}"],
+                         capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    node = cluster.get("nodes")["items"][0]["metadata"]["name"]
+    assert "OK: acceleration works" in res.stdout and node in res.stdout, res.stdout
+    assert res.stdout.startswith("NODE") and "meshaccel-system/meshaccel-agent" in res.stdout
+    doctor = cluster.exec(NAMESPACE, _pod(cluster, NAMESPACE, "meshaccel-agent"), "agent",
+                          "meshaccel", "doctor", "--cgroup", "/host/sys/fs/cgroup")  # fmt: skip
+    assert "acceleration can work on this node" in doctor, doctor
+    assert "[ok  ] kernel self-test: the agent's checks pass" in doctor and "[FAIL]" not in doctor, doctor
 
 
 def test_a_real_prometheus_evaluates_every_panel_and_alert(cluster: Cluster, tmp_path: Path) -> None:

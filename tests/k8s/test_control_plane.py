@@ -4,6 +4,9 @@ DaemonSet, policy status, RBAC, and surviving API server restarts and 410s."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +218,25 @@ def test_policy_status_aggregates_agent_reports(kube: KubeAPI, operator: Operato
     assert header.split() == ["NAME", "DESIRED", "ENROLLED", "SOCKETS", "ATTACHED", "READY", "AGE"]
     assert row.split()[:6] == ["node-s", "1", "1", "4", "true", "True"]
     assert "nodeenrolment.meshaccel.io/node-s" in kube.kubectl("get", "meshaccel").stdout
+
+
+def test_meshaccel_status_reads_what_the_agent_and_operator_wrote(kube: KubeAPI, operator: OperatorProcess) -> None:
+    """`meshaccel status` on the objects the previous test had the operator
+    and an agent write: node-s is shown as reported; the nodes no agent has
+    reported on, and the missing NodeAgent, are named as problems."""
+    meshaccel = os.path.join(os.path.dirname(sys.executable), "meshaccel")
+    res = subprocess.run([meshaccel, "status", "--kubeconfig", str(kube.admin_kubeconfig), "-o", "json"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    data = json.loads(res.stdout)
+    (node,) = [n for n in data["nodes"] if n["node"] == "node-s"]
+    assert node["attached"] is True and node["pods"] == "1/1" and node["sockets"] == 4, node
+    assert node["bytes_redirected"] == 1000 and node["ready"] == "True (Enrolled)", node
+    assert res.returncode == 1 and data["ok"] is False
+    assert any(p.startswith("no NodeAgent") for p in data["problems"]), data["problems"]
+    assert not [p for p in data["problems"] if "node-s" in p], data["problems"]
+    table = subprocess.run([meshaccel, "status", "--kubeconfig", str(kube.admin_kubeconfig)],
+                           capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    assert table.startswith("NODE") and "PROBLEMS:" in table and "default" in table
 
 
 def parse_agent_args(args: list[str]) -> AgentSettings:

@@ -138,10 +138,11 @@ def test_every_scenario_is_accepted_by_the_api_server(kube: KubeAPI, scenario: P
     # The service accounts for real: admission looks up a pod's account
     # (the helm test pod's), as it would after `helm install` made them.
     accounts = [d for d in docs if d["kind"] == "ServiceAccount"]
-    kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                        "items": accounts}))  # fmt: skip
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                 input=json.dumps({"apiVersion": "v1", "kind": "List", "items": accounts}))  # fmt: skip
     rest = {"apiVersion": "v1", "kind": "List", "items": [d for d in docs if d not in crds]}
     # Server-side apply, dry run: every object goes through the API server's
     # schema validation, CEL rules and admission, and nothing is left behind.
-    kube.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-",
-                 input=json.dumps(rest))  # fmt: skip
+    # Earlier tests applied manifests/ client-side: take their fields over.
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "--field-manager=helm-test",
+                 "-f", "-", input=json.dumps(rest))  # fmt: skip
