@@ -17,12 +17,12 @@ fi
 # the e2e node: the offline image builder (mmdebstrap), the container runtime
 # (containerd, runc, CNI plugins) and what kube-proxy needs (conntrack);
 # Prometheus and promtool, which the monitoring tests evaluate the dashboards
-# and alerts with.
+# and alerts with; tmux, the real terminal `meshaccel top` is tested in.
 PACKAGES=(
   python3-bpfcc linux-headers-amd64 python3-venv
   iproute2 iptables util-linux procps
   haproxy nginx-light redis-server redis-tools wrk sockperf iperf3 curl gcc libc6-dev
-  mmdebstrap containerd runc containernetworking-plugins conntrack prometheus
+  mmdebstrap containerd runc containernetworking-plugins conntrack prometheus tmux
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,13 +1,17 @@
-"""/metrics, /healthz and /readyz on one small threaded HTTP server.
+"""/metrics, /healthz, /readyz and /doctor on one small threaded HTTP server.
 
 /readyz answers 200 while the node is accelerated; /readyz?allow=degraded
-also while the agent has settled on failing open (the DaemonSet's probe)."""
+also while the agent has settled on failing open (the DaemonSet's probe).
+/doctor answers the node's checks as JSON (`meshaccel doctor --cluster`
+reaches it through the API server's pod proxy)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,11 +31,13 @@ class AgentHTTPServer:
         registry: CollectorRegistry,
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[bool], tuple[bool, str]],
+        doctor: Callable[[], dict[str, Any]],
     ) -> None:
         routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {
             "/metrics": lambda _q: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda _q: _probe(healthy),
             "/readyz": lambda q: _probe(lambda: ready("degraded" in q.get("allow", []))),
+            "/doctor": lambda _q: (200, "application/json", json.dumps(doctor()).encode()),
         }
 
         class Handler(BaseHTTPRequestHandler):

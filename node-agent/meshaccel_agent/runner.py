@@ -8,13 +8,16 @@ the same in both.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from meshaccel_agent import doctor
 from meshaccel_agent.bringup import DatapathHealth, bring_up
 from meshaccel_agent.datapath.datapath import Datapath
 from meshaccel_agent.datapath.enrolment import DesiredNetns
@@ -52,7 +55,7 @@ class AgentRunner:
         self.registry = CollectorRegistry()
         self.registry.register(DatapathCollector(self.snapshot))
         register_build_info("agent", "meshaccel-agent", self.registry)
-        self.http = AgentHTTPServer(settings.metrics_address, self.registry, self.healthy, self.ready)
+        self.http = AgentHTTPServer(settings.metrics_address, self.registry, self.healthy, self.ready, self.doctor)
 
     # -- what a mode provides ------------------------------------------------
 
@@ -107,6 +110,16 @@ class AgentRunner:
         if not self.state.last_reconcile_ok:
             return False, f"last reconcile failed: {self.state.last_error or 'not yet run'}"
         return True, "ok"
+
+    def doctor(self) -> dict[str, Any]:
+        """GET /doctor: this node's checks, with the self-test this agent ran."""
+        report = self.health.selftest
+        facts = doctor.gather(self.settings.bpffs, self.settings.cgroup or "", dict(report.passed) or None)
+        facts.selftest_details = dict(report.details)
+        findings = doctor.diagnose(facts)
+        node = self.settings.node_name or os.uname().nodename
+        return {"node": node, "canAccelerate": doctor.can_accelerate(findings),
+                "findings": [asdict(f) for f in findings]}  # fmt: skip
 
     def apply(self, desired: list[DesiredNetns]) -> bool:
         """Reconcile the maps to @desired; False (and logged) on failure."""

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,17 @@ class Cluster:
             raise E2EError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
         return res.stdout
 
+    def plugin(self, *args: str, timeout: float = 120) -> str:
+        """`kubectl meshaccel ARGS`: the CLI as kubectl finds it (kubectl-meshaccel
+        on PATH). kubectl gives a plugin no flags of its own: KUBECONFIG does."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+        res = subprocess.run(["kubectl", "meshaccel", *args], capture_output=True, text=True, timeout=timeout,
+                             env=env, cwd=REPO)  # fmt: skip
+        if res.returncode != 0:
+            raise E2EError(f"kubectl meshaccel {' '.join(args)} (exit {res.returncode}): {res.stdout}{res.stderr}")
+        return res.stdout
+
     def helm(self, *args: str, timeout: float = 300) -> str:
         if not HELM.is_file():
             raise E2EError(f"{HELM} missing: run scripts/build-helm.sh")
@@ -170,6 +182,8 @@ def run_readme(cluster: Cluster, block: str) -> None:
         tool, args = argv[0], argv[1:]
         if tool == "helm":
             cluster.helm(*args)
+        elif tool == "kubectl" and args[:1] == ["meshaccel"]:
+            cluster.plugin(*args[1:])
         elif tool == "kubectl":
             cluster.kubectl(*args, timeout=300)
         else:

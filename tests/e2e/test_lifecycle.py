@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -191,21 +190,27 @@ def test_helm_test_checks_the_install(cluster: Cluster) -> None:
     run_readme(cluster, "helm-test")
 
 
-def test_kubectl_meshaccel_status_and_doctor_in_the_agent_pod(cluster: Cluster) -> None:
-    """The CLI as a kubectl plugin (found on PATH as kubectl-meshaccel), and
-    `meshaccel doctor` where the agent runs (`kubectl exec`)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    # kubectl hands a plugin the arguments after its name, not its own flags.
-    res = subprocess.run(["kubectl", "meshaccel", "status", f"--kubeconfig={cluster.kubeconfig}"],
-                         capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
-    assert res.returncode == 0, res.stdout + res.stderr
+def test_kubectl_meshaccel_status_top_and_doctor_as_the_readme_says(cluster: Cluster) -> None:
+    """The CLI as a kubectl plugin (found on PATH as kubectl-meshaccel): the
+    README's "see it working" block as it stands, then each view's content;
+    and `meshaccel doctor` where the agent runs (`kubectl exec`)."""
+    run_readme(cluster, "see-it-working")
     node = cluster.get("nodes")["items"][0]["metadata"]["name"]
-    assert "OK: acceleration works" in res.stdout and node in res.stdout, res.stdout
-    assert res.stdout.startswith("NODE") and "meshaccel-system/meshaccel-agent" in res.stdout
-    doctor = cluster.exec(NAMESPACE, _pod(cluster, NAMESPACE, "meshaccel-agent"), "agent",
-                          "meshaccel", "doctor", "--cgroup", "/host/sys/fs/cgroup")  # fmt: skip
-    assert "acceleration can work on this node" in doctor, doctor
+    status = cluster.plugin("status")
+    assert "OK: acceleration works" in status and node in status, status
+    assert status.startswith("NODE") and "meshaccel-system/meshaccel-agent" in status
+    # Cluster-wide doctor: every agent asked through the API server's pod proxy.
+    doctor = cluster.plugin("doctor", "--cluster")
+    assert f"== node {node} (agent {NAMESPACE}/meshaccel-agent-" in doctor, doctor
     assert "[ok  ] kernel self-test: the agent's checks pass" in doctor and "[FAIL]" not in doctor, doctor
+    assert doctor.rstrip().endswith("1 of 1 node(s) can accelerate"), doctor
+    top = cluster.plugin("top", "--count", "2", "--interval", "0.5")
+    assert "meshaccel top: every 0.5s" in top and "no answer" not in top, top
+    assert re.search(rf"{re.escape(node)}\s+\d+\s+[\d.]+ [kMG]?bit/s", top), top
+    inside = cluster.exec(NAMESPACE, _pod(cluster, NAMESPACE, "meshaccel-agent"), "agent",
+                          "meshaccel", "doctor", "--cgroup", "/host/sys/fs/cgroup")  # fmt: skip
+    assert "acceleration can work on this node" in inside, inside
+    assert "[ok  ] kernel self-test: the agent's checks pass" in inside and "[FAIL]" not in inside, inside
 
 
 def test_a_real_prometheus_evaluates_every_panel_and_alert(cluster: Cluster, tmp_path: Path) -> None:
