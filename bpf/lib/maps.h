@@ -2,9 +2,11 @@
 /* All maps, in one place. Who writes and who reads each:
  *
  *  ma_sockhash   sockops inserts enrolled sockets; the kernel removes them
- *                when they close; sk_msg redirects into it. The agent only
- *                counts entries (never deletes: deleting a live socket's
- *                entry purges bytes its reader has not consumed yet).
+ *                when they close; sk_msg redirects into it. The agent
+ *                counts entries and deletes one only when uninstalling, once
+ *                its reader has read everything redirected to it (deleting
+ *                a live socket's entry purges bytes its reader has not
+ *                consumed yet).
  *  ma_pairs      sockops writes (SYN, client established, server
  *                established); sk_msg reads/settles it on a client's first
  *                send. The agent never touches it.

@@ -1,6 +1,6 @@
-"""The README's metrics table, generated from the code that exports them.
+"""docs/monitoring.md's metrics table, generated from the code that exports them.
 
-    python -m meshaccel_lab.metricsdoc          rewrite the table in README.md
+    python -m meshaccel_lab.metricsdoc          rewrite the table in docs/monitoring.md
     python -m meshaccel_lab.metricsdoc --check  fail if it differs (make lint)
 
 Every family is collected from the real collectors: the agent's datapath
@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
 BEGIN, END = "<!-- metrics-table:begin (make generate) -->", "<!-- metrics-table:end -->"
 
 
@@ -86,7 +86,7 @@ def table() -> str:
 
 def render(readme: str) -> str:
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"{README}: the markers {BEGIN!r} and {END!r} are missing")
+        raise SystemExit(f"{DOC}: the markers {BEGIN!r} and {END!r} are missing")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
@@ -94,16 +94,18 @@ def render(readme: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshaccel_lab.metricsdoc", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if README.md's table is not what the code says")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if docs/monitoring.md's table is not what the code says"
+    )
     args = parser.parse_args(argv)
-    current = README.read_text()
+    current = DOC.read_text()
     wanted = render(current)
     if args.check:
         if current != wanted:
-            print(f"{README}: the metrics table is stale: run `make generate`", file=sys.stderr)
+            print(f"{DOC}: the metrics table is stale: run `make generate`", file=sys.stderr)
             return 1
         return 0
-    README.write_text(wanted)
+    DOC.write_text(wanted)
     return 0
 
 

@@ -100,16 +100,23 @@ def test_targets_and_json_structure() -> None:
     assert "| sidecar 1 KiB p50: accelerated / kernel | - | <= 0.65 | **no** |" in text
 
 
-def test_readme_block_is_replaced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_readme_gets_the_targets_and_the_benchmarks_page_every_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from bench.readme import BEGIN, END, update
 
-    readme, results = tmp_path / "README.md", tmp_path / "latest.md"
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    results = "Run 1 on vm\n\n| path | cell |\n|---|---|\n| direct | 1 |\n\n| target | met |\n|---|---|\n| t | yes |\n"
+    (tmp_path / "bench" / "results" / "latest.md").write_text(results)
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "benchmarks.md"
     readme.write_text(f"intro\n{BEGIN}\nold table\n{END}\noutro\n")
-    results.write_text("| new | table |\n")
-    assert update(readme, results)
-    assert readme.read_text() == f"intro\n{BEGIN}\n| new | table |\n{END}\noutro\n"
+    page.write_text(f"all\n{BEGIN}\nold\n{END}\n")
+    assert update(tmp_path)
+    assert (
+        readme.read_text() == f"intro\n{BEGIN}\nRun 1 on vm\n\n| target | met |\n|---|---|\n| t | yes |\n{END}\noutro\n"
+    )
+    assert page.read_text() == f"all\n{BEGIN}\n{results.strip()}\n{END}\n"
     readme.write_text("no markers\n")
-    assert not update(readme, results)
+    assert not update(tmp_path)
 
 
 def test_row_without_accelerated_result_keeps_its_columns() -> None:
