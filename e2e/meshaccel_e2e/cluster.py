@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from meshaccel_e2e import configs, pki, processes
-from meshaccel_e2e.hoststate import BPFFS, HostState, bpffs_mounted
+from meshaccel_e2e.hoststate import BPFFS, NETNS_DIR, HostState, bpffs_mounted, netns, netns_dir_mounted
 from meshaccel_e2e.layout import (
     ADMIN_KUBECONFIG,
     API_PORT,
@@ -138,6 +138,16 @@ def up() -> None:
         # What systemd does at boot on every distribution that has it; the
         # agent pod uses the node's bpffs and never mounts its own.
         subprocess.run(["mount", "-t", "bpf", "bpf", BPFFS], check=True)
+    if not netns_dir_mounted():
+        # What `ip netns add` does the first time it runs: /run/netns becomes
+        # a shared bind mount of itself. Done before containerd names the
+        # sandboxes' namespaces there, so that a later `ip netns add` (a
+        # test's lab) finds the mount and stacks no second one over them:
+        # their nsfs mounts, hidden below it, could not be unmounted and
+        # their names not removed (EBUSY) when the cluster goes down.
+        Path(NETNS_DIR).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", NETNS_DIR, NETNS_DIR], check=True)
+        subprocess.run(["mount", "--make-shared", NETNS_DIR], check=True)
     subprocess.run(["iptables", "-I", *_NO_EGRESS[:1], "-o", default_interface(), *_NO_EGRESS[1:]], check=True)
 
     processes.start("etcd", configs.etcd())
@@ -212,7 +222,7 @@ def down() -> list[str]:
     for v1 in Path("/sys/fs/cgroup").iterdir():
         if (v1 / "kubepods").is_dir() and v1 != cgroup2:
             processes.remove_tree(v1 / "kubepods")  # the kubelet's v1 QoS tree, empty by now
-    new_netns = [n for n in _netns() if before is None or n not in before.netns]
+    new_netns = [n for n in netns() if before is None or n not in before.netns]
     _unmount_under((str(STATE) + "/", *(f"/run/netns/{n}" for n in new_netns if n.startswith("cni-"))))
     for name in new_netns:
         if name.startswith("cni-"):
@@ -221,6 +231,8 @@ def down() -> list[str]:
     _remove_host_datapath()
     if before is not None and not before.bpffs and bpffs_mounted():
         subprocess.run(["umount", BPFFS], capture_output=True)
+    if before is not None and not before.netns_dir and netns_dir_mounted() and not netns():
+        subprocess.run(["umount", NETNS_DIR], capture_output=True)  # the bind up made (a lab's may remain)
     problems: list[str] = []
     if before is not None:
         _unmount_under(tuple(p + "/" for p in before.absent))
@@ -251,8 +263,3 @@ def _leftover_mounts_and_cgroups() -> list[str]:
             if (root / name).is_dir():
                 out.append(f"cgroup {root / name}")
     return out
-
-
-def _netns() -> list[str]:
-    path = Path("/run/netns")
-    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []

@@ -33,10 +33,16 @@ _KEEP = ("net/ipv4/conf/all/", "net/ipv4/conf/default/", "net/ipv6/conf/all/", "
 
 
 BPFFS = "/sys/fs/bpf"
+NETNS_DIR = "/run/netns"  # where `ip netns` and containerd name network namespaces
 
 
 def bpffs_mounted() -> bool:
     return any(line.split()[1:3] == [BPFFS, "bpf"] for line in Path("/proc/mounts").read_text().splitlines())
+
+
+def netns_dir_mounted() -> bool:
+    """/run/netns is a mount point (`ip netns add` binds it onto itself)."""
+    return any(line.split()[1] == NETNS_DIR for line in Path("/proc/mounts").read_text().splitlines())
 
 
 def _tracked(rel: str) -> bool:
@@ -73,7 +79,7 @@ def links() -> list[str]:
 
 
 def netns() -> list[str]:
-    path = Path("/run/netns")
+    path = Path(NETNS_DIR)
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
 
@@ -90,12 +96,13 @@ class HostState:
     netns: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)  # of FIXED_PATHS
     bpffs: bool = True  # a bpffs was mounted at BPFFS
+    netns_dir: bool = True  # /run/netns was a mount point
 
     @classmethod
     def record(cls) -> HostState:
         absent = [p for p in FIXED_PATHS if not os.path.lexists(p)]
         return cls(read_sysctls(), _save("iptables-save"), _save("ip6tables-save"), links(), netns(), absent,
-                   bpffs_mounted())  # fmt: skip
+                   bpffs_mounted(), netns_dir_mounted())  # fmt: skip
 
     def remove_created_paths(self) -> None:
         for path in self.absent:
