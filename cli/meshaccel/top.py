@@ -226,11 +226,25 @@ def frames(source: Callable[[], Frame], interval: float, count: int = 0) -> Iter
 
 
 def run(source: Callable[[], Frame], interval: float, count: int = 0) -> None:
+    """Redraw in place on a terminal; piped (a script, `watch`, a log),
+    print every frame in full at a width that truncates no column, as
+    `top -b` does."""
+    from rich.console import Console
     from rich.live import Live
 
-    with Live(Text("meshaccel top: reading the first frame..."), auto_refresh=False, screen=False) as live:
-        try:
+    console = Console()
+    try:
+        if not console.is_terminal:
+            console = Console(width=BATCH_WIDTH)
+            for prev, cur in frames(source, interval, count):
+                console.print(view(*rates(prev, cur), interval))
+            return
+        with Live(Text("meshaccel top: reading the first frame..."), console=console, auto_refresh=False) as live:
             for prev, cur in frames(source, interval, count):
                 live.update(view(*rates(prev, cur), interval), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
+
+
+#: Columns of piped output: wide enough for every column at full width.
+BATCH_WIDTH = 200

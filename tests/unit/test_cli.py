@@ -5,6 +5,7 @@ tests/k8s/test_control_plane.py and the e2e tier)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -227,3 +228,14 @@ def test_top_refuses_a_refresh_faster_than_its_bound() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["top", "--interval", "0.1"])
     assert exc.value.code == 2
+
+
+def test_top_piped_prints_every_frame_with_no_column_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    name = "a-node-with-a-rather-long-name.cluster.example"
+    counters = [top.NodeCounters(sockets=12, redirected_bytes=b, redirected_messages=b / 100) for b in (0, 1e6, 3e6)]
+    frames = iter(top.Frame(float(i), {name: c}) for i, c in enumerate(counters))
+    top.run(lambda: next(frames), top.MIN_INTERVAL, count=2)
+    out = capsys.readouterr().out
+    assert out.count("meshaccel top: every 0.5s") == 2, out
+    assert "…" not in out and "FLOW-CONTROL SWITCHES" in out, out
+    assert re.search(rf"{re.escape(name)}\s+12\s+", out), out
