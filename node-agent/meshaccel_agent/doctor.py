@@ -57,13 +57,14 @@ class Finding:
     fatal: bool = True  # False: a warning; acceleration still works
 
 
-def _kernel_version(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+def _release(release: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of a kernel release string; (0, 0, 0) if unreadable."""
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else (0, 0, 0)
 
 
 def check_kernel(f: Facts) -> Finding:
-    ok = _kernel_version(f.kernel) >= MIN_KERNEL
+    ok = _release(f.kernel)[:2] >= MIN_KERNEL
     want = ".".join(map(str, MIN_KERNEL))
     return Finding("kernel", ok, f"Linux {f.kernel}" + ("" if ok else f", older than {want}"),
                    "" if ok else f"run the node on Linux {want} or newer")  # fmt: skip
@@ -173,11 +174,6 @@ KNOWN_REGRESSIONS = (
         "keep acceleration off when it stalls",
     ),
 )
-
-
-def _release(release: str) -> tuple[int, int, int]:
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else (0, 0, 0)
 
 
 def carries(f: Facts, r: Regression) -> bool:
