@@ -198,8 +198,10 @@ class Bench:
         if config == KERNEL:
             gen.detach_sockops(self.cgroup)
             gen.detach_recv()
+            gen.detach_gate()
         else:
             gen.attach_recv()
+            gen.attach_gate(self.cgroup)
             gen.attach_sockops(self.cgroup)
 
     # -- workloads ------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Deterministic check of the open boundary-read defect (README, Limitations).
+"""Deterministic check of the boundary read (README, Limitations; bpf/fin_gate.c).
 
-A writer sends the flow bound plus 256 KiB in 64 KiB writes and shuts its side down. The reader
-waits 1 s, so the FIN and the spilled stack bytes are queued behind the
-redirected ones, then reads with 1 MiB reads. HAProxy ends the stream at the
-first read that is shorter than asked while EPOLLRDHUP is set. On plain TCP
-such a read is the last one with data. The script prints the reads and says
-whether that inference would have lost bytes: first not enrolled (kernel
-TCP), then accelerated.
+A writer sends the flow bound plus 256 KiB in 64 KiB writes and shuts its
+side down. The reader waits 1 s, so the spilled stack bytes (and the FIN, were
+it let in) are queued behind the redirected ones, then reads with 1 MiB
+reads. HAProxy ends the stream at the first read that is shorter than asked
+while EPOLLRDHUP is set; on plain TCP such a read is the last one with data.
+The script prints the reads, how long the EOF took after the last data (the
+FIN gate makes the sender retransmit the FIN) and whether that inference would
+have lost bytes: first not enrolled (kernel TCP), then accelerated.
 
   .venv/bin/python scripts/repro_boundary_read.py     (as root, after make setup)
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.hostmounts import HostMounts
 from meshaccel_lab.topology import Lab, wait_for
 
 BOUND = 256 << 10
@@ -29,19 +32,22 @@ srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: a window as wide as autotuning grows
 srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(1)
 c, _ = srv.accept(); time.sleep(1.0)
-reads, total, lost_at = [], 0, None
+reads, total, lost_at, last_data = [], 0, None, time.monotonic()
 while True:
     p = select.poll(); p.register(c, select.POLLIN | select.POLLRDHUP)
     ev = dict(p.poll(1000)).get(c.fileno(), 0)
     data = c.recv(1 << 20)
     if not data:
+        eof_wait = time.monotonic() - last_data
         break
+    last_data = time.monotonic()
     short_with_rdhup = len(data) < (1 << 20) and bool(ev & select.POLLRDHUP)
     total += len(data)
     if short_with_rdhup and lost_at is None:
         lost_at = total
     reads.append([len(data), bool(ev & select.POLLRDHUP)])
-print(json.dumps({"total": total, "haproxy_would_stop_at": lost_at, "reads": reads[:20]}), flush=True)
+print(json.dumps({"total": total, "haproxy_would_stop_at": lost_at, "reads": reads[:20],
+                  "eof_wait_s": round(eof_wait, 3)}), flush=True)
 """
 
 WRITER = r"""
@@ -52,7 +58,7 @@ s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
 """
 
 
-def run(lab: Lab, enrolled: bool, agent: AgentProcess) -> dict[str, object]:
+def run(lab: Lab, enrolled: bool, agent: AgentProcess) -> dict[str, Any]:
     a, b = lab.add_pod(f"a{int(enrolled)}"), lab.add_pod(f"b{int(enrolled)}")
     if enrolled:
         agent.enrol([a, b])
@@ -73,6 +79,7 @@ def run(lab: Lab, enrolled: bool, agent: AgentProcess) -> dict[str, object]:
 
 
 def main() -> int:
+    mounts = HostMounts.record()  # the agent mounts bpffs when the host has none
     agent = AgentProcess()
     agent.start("--flow-bound-bytes", str(BOUND))
     lab = Lab()
@@ -90,6 +97,7 @@ def main() -> int:
         finally:
             lab.close()
             agent.close()
+            mounts.restore()
     return 0
 
 

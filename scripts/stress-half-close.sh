@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Reproducer for an open data-integrity failure (see the last closing note):
+# Reproducer of a data-integrity failure, fixed by the FIN gate (README, Limitations):
 # ROUNDS runs of the sidecar_to_sidecar half-close test (25 blocking clients
 # of 16 MiB each through two HAProxy sidecars) while two CPU hogs run.
 # Seen: 1 failing round in 80 on 2026-12-03 ("reply 16433152 bytes, digest
 # differs": the tail of the request direction did not reach the server).
 # Root cause (2026-12-03, README "Limitations", first entry): HAProxy takes a
 # short read at the boundary between a socket's ingress queue and its TCP
-# receive queue, after the peer's FIN, for EOF. With TRACE=1 the run also
-# records per-hop byte counts (scripts/trace_hop_bytes.py) and names the hop.
+# receive queue, after the peer's FIN, for EOF; fixed by the FIN gate
+# (bpf/fin_gate.c). With TRACE=1 the run also records per-hop byte counts
+# (scripts/trace_hop_bytes.py) and names the hop.
 # Bounded: each round <= 300 s, the hogs <= 900 s and killed on exit.
 #   [TRACE=1] scripts/stress-half-close.sh [ROUNDS]     (as root, after make setup)
 set -u

@@ -98,7 +98,6 @@ def _ip(addr: int) -> str:
 
 
 def record(path: str, seconds: float) -> None:
-    sys.path.insert(0, "node-agent")
     from meshaccel_agent.kernel.btf import KernelBTF
     from meshaccel_agent.kernel.headers import choose_headers
 
@@ -139,8 +138,8 @@ def _poll(bpf: Any, out: TextIO, seconds: float) -> None:
 def check(path: str) -> int:
     with open(path) as f:
         records = [json.loads(line) for line in f]
-    clients: list[dict] = []
-    servers: dict[str, list[dict]] = {}
+    clients: list[dict[str, Any]] = []
+    servers: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if int(r["local"].rsplit(":", 1)[1]) in SERVER_PORTS:
             servers.setdefault(r["remote"], []).append(r)

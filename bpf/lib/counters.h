@@ -37,6 +37,8 @@ enum ma_counter {
 	MA_C_STACK_READ_BYTES,	   /* bytes a paired socket read from the TCP
 				    * receive queue: exact, where the pass
 				    * counters above can miss a message */
+	MA_C_FIN_HELD,		   /* a peer's FIN refused while stack bytes wait
+				    * behind the ingress queue (fin_gate.c) */
 	MA_C_MAX,
 };
 

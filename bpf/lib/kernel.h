@@ -56,23 +56,43 @@ static __always_inline int ma_write_pending(void *sk)
 	return tp ? MA_AT(tp, MA_OFF_SK_WRITE_PENDING, int) : 1;
 }
 
-/* Is the socket's psock idle: nothing on its ingress queue and nobody holding
- * a reference beyond the sockhash's own? A reader inside tcp_bpf_recvmsg() or
- * a redirect on its way into the queue (tcp_bpf_sendmsg_redir()) each hold one. */
-static __always_inline int ma_psock_idle(void *sk)
+/* The socket's psock (sk_user_data with the PSOCK bit), NULL when it has
+ * none: it is in no sockhash. */
+static __always_inline char *ma_psock(void *sk)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	__u32 queued = 1, refs = 0;
 	__u64 user_data;
-	char *psock;
 
 	if (!tp)
 		return 0;
 	user_data = MA_AT(tp, MA_OFF_SK_USER_DATA, __u64);
 	if (!(user_data & MA_SK_USER_DATA_PSOCK))
 		return 0;
-	psock = (char *)(user_data & MA_SK_USER_DATA_PTRMASK);
-	if (ma_probe_read_kernel(&queued, sizeof(queued), psock + MA_OFF_PSOCK_MSG_TOT_LEN) ||
+	return (char *)(user_data & MA_SK_USER_DATA_PTRMASK);
+}
+
+/* Bytes on the socket's ingress queue (redirected to it, not read yet); 0
+ * for a socket without a psock. */
+static __always_inline __u32 ma_ingress_queued(void *sk)
+{
+	char *psock = ma_psock(sk);
+	__u32 queued = 0;
+
+	if (!psock || ma_probe_read_kernel(&queued, sizeof(queued), psock + MA_OFF_PSOCK_MSG_TOT_LEN))
+		return 0;
+	return queued;
+}
+
+/* Is the socket's psock idle: nothing on its ingress queue and nobody holding
+ * a reference beyond the sockhash's own? A reader inside tcp_bpf_recvmsg() or
+ * a redirect on its way into the queue (tcp_bpf_sendmsg_redir()) each hold one. */
+static __always_inline int ma_psock_idle(void *sk)
+{
+	char *psock = ma_psock(sk);
+	__u32 queued = 1, refs = 0;
+
+	if (!psock ||
+	    ma_probe_read_kernel(&queued, sizeof(queued), psock + MA_OFF_PSOCK_MSG_TOT_LEN) ||
 	    ma_probe_read_kernel(&refs, sizeof(refs), psock + MA_OFF_PSOCK_REFCNT))
 		return 0;
 	return queued == 0 && refs == 1;

@@ -10,7 +10,8 @@
  *  ma_pairs      sockops writes (SYN, client established, server
  *                established); sk_msg reads/settles it on a client's first
  *                send. The agent never touches it.
- *  ma_sock_state socket-local storage: sockops creates it, sk_msg reads it.
+ *  ma_sock_state socket-local storage: sockops creates it, sk_msg and the
+ *                FIN gate (fin_gate.c) read it.
  *  ma_netns,
  *  ma_endpoints,
  *  ma_excl_ports desired enrolment: written only by the agent's reconcile,
@@ -19,9 +20,11 @@
  *                commit and deletes it when both sockets closed; the sender's
  *                sk_msg switches a direction's mode and counts what it
  *                redirected; the receiver's read tracepoint (recv.c) counts
- *                what was read. The agent only reads it (status, tests).
- *  ma_config     written by the agent (the flow-control bound), read by
- *                sk_msg; changing it needs no new programs.
+ *                what was read; the FIN gate reads the modes. The agent only
+ *                reads it (status, tests).
+ *  ma_config     written by the agent (the flow-control bound, draining),
+ *                read by sk_msg and the FIN gate; changing it needs no new
+ *                programs.
  *  ma_counters   written by every program, read by the agent.
  *  ma_meta       schema marker: written by the agent that created the
  *                generation, read by later agents deciding adopt/replace.

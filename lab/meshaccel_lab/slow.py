@@ -10,7 +10,11 @@ exit 0 only if everything they checked matched.
             in random sizes from 1 B to --max-read, sleeping between reads;
             --style blocking | epoll (non-blocking reads until EAGAIN after
             each EPOLLIN) | peek (MSG_PEEK each chunk first, then read it and
-            compare); --fast-after N reads at full speed after N bytes;
+            compare) | rdhup (an event loop's reader, as HAProxy's: after
+            --delay seconds, polls for EPOLLIN|EPOLLRDHUP and reads 1 MiB at a
+            time, and takes a read shorter than asked while RDHUP was
+            reported for the end of the stream, as is valid on TCP);
+            --fast-after N reads at full speed after N bytes;
             --notify-fast also sends one byte (b"!") once it has read N
   flood     writes --bytes through a non-blocking socket driven by epoll:
             EAGAIN is TCP's way of saying "wait", EPOLLOUT says "go on";
@@ -35,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from meshaccel_lab.traffic import pattern, recv_exact
 
@@ -76,11 +81,43 @@ def _read_chunk(conn: socket.socket, style: str, n: int, ep: select.epoll | None
 
 
 _NOTICE = b"!"
+_SO_RCVBUFFORCE = 33  # include/uapi/asm-generic/socket.h
 
 
-def handle(
-    conn: socket.socket, rate: float, max_read: int, style: str, fast_after: int, notify: bool, seed: int
-) -> None:
+def read_until_rdhup_says_done(conn: socket.socket, delay: float) -> tuple[int, bytes]:
+    """HAProxy's raw_sock_to_buf(): a short read with RDHUP set is the end.
+    On TCP it is: tcp_recvmsg() returns short only once the receive queue is
+    empty, and nothing follows a FIN."""
+    time.sleep(delay)
+    h = hashlib.sha256()
+    total = 0
+    p = select.poll()
+    p.register(conn.fileno(), select.POLLIN | select.POLLRDHUP)
+    while True:
+        events = dict(p.poll(300_000)).get(conn.fileno(), 0)
+        data = conn.recv(1 << 20)
+        h.update(data)
+        total += len(data)
+        if not data or (len(data) < 1 << 20 and events & select.POLLRDHUP):
+            return total, h.digest()
+
+
+@dataclass(frozen=True)
+class ReadStyle:
+    rate: float
+    max_read: int
+    style: str
+    fast_after: int
+    notify: bool
+    delay: float
+
+
+def handle(conn: socket.socket, how: ReadStyle, seed: int) -> None:
+    if how.style == "rdhup":
+        with conn:
+            conn.sendall(_REPLY.pack(*read_until_rdhup_says_done(conn, how.delay)))
+        return
+    rate, max_read, style, fast_after, notify = how.rate, how.max_read, how.style, how.fast_after, how.notify
     rng = random.Random(seed)
     h = hashlib.sha256()
     total = 0
@@ -117,18 +154,21 @@ def handle(
                 ep.close()
 
 
-def serve(port: int, rate: float, max_read: int, style: str, fast_after: int, notify: bool) -> None:
+def serve(port: int, how: ReadStyle) -> None:
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if how.style == "rdhup":
+        # A receive window as wide as autotuning grows one (SO_RCVBUFFORCE,
+        # root only): the spilled bytes and the FIN arrive while the reader
+        # is still behind on the redirected ones.
+        srv.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 16 << 20)
     srv.bind(("0.0.0.0", port))
     srv.listen(1024)
     seed = 0
     while True:
         conn, _ = srv.accept()
         seed += 1
-        threading.Thread(
-            target=handle, args=(conn, rate, max_read, style, fast_after, notify, seed), daemon=True
-        ).start()
+        threading.Thread(target=handle, args=(conn, how, seed), daemon=True).start()
 
 
 # -- the clients ---------------------------------------------------------
@@ -253,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--rate", type=float, default=0.0)
     srv.add_argument("--max-read", type=int, default=1 << 20)
-    srv.add_argument("--style", choices=("blocking", "epoll", "peek"), default="blocking")
+    srv.add_argument("--style", choices=("blocking", "epoll", "peek", "rdhup"), default="blocking")
+    srv.add_argument("--delay", type=float, default=1.0, help="rdhup: seconds before the first read")
     srv.add_argument("--fast-after", type=int, default=0)
     srv.add_argument("--notify-fast", action="store_true")
     f = sub.add_parser("flood")
@@ -271,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
     if args.mode == "slowsink":
-        serve(args.port, args.rate, args.max_read, args.style, args.fast_after, args.notify_fast)
+        serve(args.port, ReadStyle(args.rate, args.max_read, args.style, args.fast_after, args.notify_fast, args.delay))
         return 0
     if args.mode == "flood" and args.parallel > 1:
         result = floods(args.host, args.port, args.bytes, args.chunk, args.parallel, args.timeout)

@@ -82,6 +82,12 @@ class DatapathCollector(Collector):
             "uninstall); counted at the reader, exact",
             c[Counter.STACK_READ_BYTES],
         )
+        yield _counter(
+            "meshaccel_fins_held_total",
+            "Peer FINs refused until the reader had read the bytes redirected to it, because bytes that took "
+            "the stack were queued behind them (the sender retransmits the FIN)",
+            c[Counter.FIN_HELD],
+        )
         passed = CounterMetricFamily(
             "meshaccel_passed_messages",
             "Messages of enrolled sockets sent through the kernel stack, by reason",

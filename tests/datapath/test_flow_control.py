@@ -185,3 +185,23 @@ def test_blocking_clients_half_close_and_read_without_eagain(shape_name: str, la
     assert result["ok"], result
     assert delta["meshaccel_pairs_total"] >= 25 * shape.hops
     assert delta["meshaccel_half_closes_total{outcome=left}"] >= 25
+
+
+@pytest.mark.parametrize("shape_name", SHAPES)
+def test_a_short_read_with_rdhup_is_the_end_of_the_stream(shape_name: str, lab: Lab, small_bound: AgentProcess) -> None:
+    """On TCP a read shorter than asked while EPOLLRDHUP is set is the last
+    one with data, and event loops rely on it (HAProxy ends the stream
+    there). A spilled direction's reader holds redirected bytes on its
+    ingress queue and stack bytes behind them, and tcp_bpf_recvmsg() stops
+    at that boundary; the FIN gate keeps the FIN out until the ingress queue
+    is read, so the boundary read comes without RDHUP (bpf/fin_gate.c).
+
+    The reader waits 1 s with a 16 MiB receive window, so the spilled bytes
+    and the writer's FIN are all in before its first read."""
+    shape, host, port = slow_shape(shape_name, lab, small_bound, "--style", "rdhup", "--delay", "1")
+    delta = Delta(small_bound)
+    result = slow(shape.client, "halfclose", "--host", host, "--port", str(port), "--bytes", str(2 * MiB),
+                  "--count", "3")  # fmt: skip
+    assert result["ok"], result
+    assert delta["meshaccel_flow_control_switches_total{to=stack}"] >= 3
+    assert delta["meshaccel_fins_held_total"] >= 3

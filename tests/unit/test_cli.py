@@ -14,6 +14,7 @@ from meshaccel import doctor as doctor_cli
 from meshaccel import status, top
 from meshaccel.agents import AgentPod
 from meshaccel_agent import doctor
+from meshaccel_agent.selftest.run import ESSENTIAL
 
 GOOD = doctor.Facts(
     kernel="6.1.0-18-amd64",
@@ -21,7 +22,7 @@ GOOD = doctor.Facts(
     cap_eff=(1 << 41) - 1,
     btf=True,
     cgroup2="/sys/fs/cgroup",
-    selftest=dict.fromkeys(("redirect", "large_write", "fionread", "epoll_wakeup", "flow_control", "half_close"), True),
+    selftest=dict.fromkeys(ESSENTIAL, True),
 )
 
 

@@ -107,8 +107,11 @@ class Datapath:
         return gen
 
     def attach(self) -> None:
-        """Attach sockops to the cgroup unless it already is (after a restart)."""
-        self.current().attach_sockops(self.cgroup)
+        """Attach sockops to the cgroup unless it already is (after a restart).
+        The FIN gate goes first: it must guard every connection sockops pairs."""
+        cur = self.current()
+        cur.attach_gate(self.cgroup)
+        cur.attach_sockops(self.cgroup)
         self.attached = True
         log.info("datapath attached to %s", self.cgroup)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from meshaccel_agent.datapath.pins import MAP_NAMES, RECV_LINK, Generation, PinRoot, u32
 from meshaccel_agent.kernel import syscalls as sc
 from meshaccel_agent.kernel.compile import (
+    FIN_GATE_FN,
     RECV_FN,
     RECV_TRACEPOINT,
     SK_MSG_FN,
@@ -25,7 +26,8 @@ def install(pins: PinRoot, bpf_dir: Path, source: str, options: BuildOptions, bu
     The read tracepoint is attached here (it acts only on sockets of paired
     connections, so it is inert until something is paired). The sk_msg
     program is put on its sockhash by the caller before anything can be
-    inserted; the sockops program is attached to a cgroup only later.
+    inserted; the sockops program and the FIN gate are attached to a cgroup
+    only later.
     """
     from bcc import BPF, libbcc  # imported late: only installing needs BCC and LLVM
 
@@ -40,6 +42,7 @@ def install(pins: PinRoot, bpf_dir: Path, source: str, options: BuildOptions, bu
             "sockops": bpf.load_func(SOCKOPS_FN.encode(), BPF.SOCK_OPS).fd,
             "sk_msg": bpf.load_func(SK_MSG_FN.encode(), BPF.SK_MSG).fd,
             "recv": recv,
+            "fin_gate": bpf.load_func(FIN_GATE_FN.encode(), BPF.CGROUP_SKB).fd,
         }
         # BCC 0.26's Python Table does not know sockhash (type 18): take
         # every map's fd from libbcc directly.

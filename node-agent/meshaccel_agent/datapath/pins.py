@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from meshaccel_agent.datapath.attach import attach_sockops, detach_sockops, is_attached
 from meshaccel_agent.kernel import syscalls as sc
-from meshaccel_agent.kernel.compile import RECV_FN, SK_MSG_FN, SOCKOPS_FN
+from meshaccel_agent.kernel.compile import FIN_GATE_FN, RECV_FN, SK_MSG_FN, SOCKOPS_FN
 from meshaccel_agent.kernel.layout import Config, Counter, Flow, FlowKey, MapSpec, Meta, SockKey
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,14 @@ CURRENT = "current"
 RETIRED_PREFIX = "retired-"
 STAGING_PREFIX = "staging-"
 #: pin name -> function name in bpf/
-PROGRAMS = {"sockops": SOCKOPS_FN, "sk_msg": SK_MSG_FN, "recv": RECV_FN}
+PROGRAMS = {"sockops": SOCKOPS_FN, "sk_msg": SK_MSG_FN, "recv": RECV_FN, "fin_gate": FIN_GATE_FN}
 #: The recv program's tracepoint attachment: a pinned link stays attached
 #: after the agent exits, and goes when the generation is unpinned.
 RECV_LINK = "recv_link"
+#: The FIN gate's cgroup attachment, pinned the same way: it guards the
+#: generation's connections for as long as any is left, also once retired
+#: or draining for uninstall (bpf/fin_gate.c).
+GATE_LINK = "gate_link"
 MAP_NAMES = (
     "ma_sockhash",
     "ma_pairs",
@@ -197,6 +201,27 @@ class Generation:
                 os.close(link)
         finally:
             os.close(prog)
+
+    def attach_gate(self, cgroup: str) -> None:
+        """Attach the FIN gate to @cgroup unless this generation's already is."""
+        if (self.path / GATE_LINK).exists():
+            return
+        prog = self.fd("fin_gate")
+        cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            link = sc.link_create(prog, cg, sc.BPF_CGROUP_INET_INGRESS)
+            try:
+                sc.obj_pin(link, str(self.path / GATE_LINK))
+            finally:
+                os.close(link)
+        finally:
+            os.close(cg)
+            os.close(prog)
+
+    def detach_gate(self) -> None:
+        """Benchmarks of "nothing attached" only: a connection that spills
+        without the gate can end early for its reader (bpf/fin_gate.c)."""
+        (self.path / GATE_LINK).unlink(missing_ok=True)
 
     def unpin(self) -> None:
         shutil.rmtree(self.path)

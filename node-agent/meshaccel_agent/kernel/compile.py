@@ -16,10 +16,12 @@ from pathlib import Path
 
 from meshaccel_api.v1alpha1 import MapSizes
 
-PROGRAM_FILES = ("sockops.c", "sk_msg.c", "recv.c")
+PROGRAM_FILES = ("sockops.c", "sk_msg.c", "recv.c", "fin_gate.c")
 SOCKOPS_FN = "meshaccel_sockops"
 SK_MSG_FN = "meshaccel_sk_msg"
 RECV_FN = "meshaccel_recv"
+#: cgroup_skb ingress program on the same cgroup as sockops.
+FIN_GATE_FN = "meshaccel_fin_gate"
 #: The tracepoint RECV_FN runs on (tp_btf): after every recvmsg().
 RECV_TRACEPOINT = "sock_recv_length"
 

@@ -80,6 +80,7 @@ class Counter(enum.IntEnum):
     PASS_DRAINING = 26
     PASS_DRAINING_BYTES = 27
     STACK_READ_BYTES = 28
+    FIN_HELD = 29
 
 
 COUNTER_SLOTS = len(Counter)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 # enum bpf_prog_type, bpf_attach_type and flags, from include/uapi/linux/bpf.h
 BPF_PROG_TYPE_TRACING = 26
+BPF_CGROUP_INET_INGRESS = 0
 BPF_CGROUP_SOCK_OPS = 3
 BPF_SK_MSG_VERDICT = 7
 BPF_TRACE_RAW_TP = 23
@@ -76,6 +77,7 @@ def libbpf() -> ct.CDLL:
             ct.POINTER(_ProgLoadOpts),
         ]
         lb.bpf_raw_tracepoint_open.argtypes = [ct.c_char_p, ct.c_int]
+        lb.bpf_link_create.argtypes = [ct.c_int, ct.c_int, ct.c_int, ct.c_void_p]
         _libbpf = lb
     return _libbpf
 
@@ -137,6 +139,12 @@ def load_tp_btf(insns: bytes, name: str, tracepoint: str) -> int:
 def attach_tp_btf(prog_fd: int) -> int:
     """Attach a tp_btf program; returns the link (pin it to outlive the fd)."""
     return _check(libbpf().bpf_raw_tracepoint_open(None, prog_fd), "attach tracepoint")
+
+
+def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    """Attach through a BPF link (e.g. to a cgroup); returns the link fd.
+    The attachment lasts as long as the link: pin it to outlive the fd."""
+    return _check(libbpf().bpf_link_create(prog_fd, target_fd, attach_type, None), "create link")
 
 
 def lib() -> ct.CDLL:

@@ -49,6 +49,9 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
+_SO_RCVBUFFORCE = 33  # include/uapi/asm-generic/socket.h
+
+
 def _fionread(s: socket.socket) -> int:
     buf = array.array("i", [0])
     fcntl.ioctl(s.fileno(), termios.FIONREAD, buf, True)
@@ -163,6 +166,42 @@ def _check_flow_control(bound: int) -> tuple[bool, str]:
         return got == accepted, f"EAGAIN after {accepted} bytes (bound {bound}); {got} read back"
 
 
+def _check_boundary_read(bound: int) -> tuple[bool, str]:
+    """A spilled direction whose writer shuts down while the reader is
+    behind, with a window wide enough for the FIN to come in at once: the
+    read that drains the redirected bytes stops short, and must not come
+    with RDHUP while stack bytes wait behind it (the FIN gate holds the FIN),
+    or an event loop that takes that for the end loses them."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 16 << 20)
+    srv.bind(("127.0.0.1", 7409))
+    srv.listen(1)
+    client = socket.create_connection(("127.0.0.1", 7409), timeout=10)
+    server, _ = srv.accept()
+    srv.close()
+    total = bound + (256 << 10)  # 64 KiB writes: the ones past the bound take the stack
+    with client, server:
+        for _ in range(total >> 16):
+            client.sendall(b"b" * (1 << 16))
+        client.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)  # everything is in, the FIN too unless it is held
+        server.settimeout(10)
+        poller = select.poll()
+        poller.register(server.fileno(), select.POLLIN | select.POLLRDHUP)
+        got = 0
+        ask = total + 1  # more than all of it: the read of the redirected bytes is short
+        while True:
+            events = dict(poller.poll(10_000)).get(server.fileno(), 0)
+            data = server.recv(ask)
+            got += len(data)
+            if not data:
+                break
+            if events & select.POLLRDHUP and got < total:
+                return False, f"a short read came with RDHUP after {got} of {total} bytes: the FIN got in early"
+    return got == total, f"{got} of {total} bytes; the read at the end of the redirected ones came without RDHUP"
+
+
 def _check_half_close() -> tuple[bool, str]:
     """A blocking client half-closes and blocks in recv(); the server answers
     only after the ACK of the client's FIN has surely woken that recv()."""
@@ -234,6 +273,7 @@ def child_main(sockhash_fd: int, bound: int) -> int:
         "stack_fionread": lambda: _check_stack_fionread(sockhash_fd, *unenrolled_pair),
         "flow_control": lambda: _check_flow_control(bound),
         "half_close": _check_half_close,
+        "boundary_read": lambda: _check_boundary_read(bound),
         "blocking_read_signal": _check_blocking_read_signal,
     }
     for name, check in checks.items():

@@ -14,6 +14,9 @@ fails never gets a root attachment. Checks:
                  bound plus TCP's buffers, and every byte arrives
   half_close     a blocking recv() after shutdown(SHUT_WR) waits for the
                  reply instead of failing with EAGAIN
+  boundary_read  a spilled direction's writer shuts down while its reader
+                 is behind: the read that ends at the last redirected byte
+                 comes without RDHUP (the FIN gate holds the FIN)
   stack_fionread informational: FIONREAD of a socket in a sockhash that
                  receives stack data (0 on kernels with 929e30f93125)
   blocking_read_signal
@@ -44,7 +47,7 @@ from meshaccel_agent.kernel.layout import Counter, NetnsInfo
 
 log = logging.getLogger(__name__)
 
-ESSENTIAL = ("redirect", "large_write", "fionread", "epoll_wakeup", "flow_control", "half_close")
+ESSENTIAL = ("redirect", "large_write", "fionread", "epoll_wakeup", "flow_control", "half_close", "boundary_read")
 INFORMATIONAL = ("stack_fionread", "blocking_read_signal")
 
 
@@ -66,6 +69,18 @@ class SelfTestReport:
             self.details.setdefault(check, f"self-test could not run: {why}")
 
 
+def _attach_gate_privately(gen: Generation, cgroup: str) -> int:
+    """The generation's FIN gate on the private cgroup, by an unpinned link
+    (returned; closing it detaches)."""
+    prog = gen.fd("fin_gate")
+    cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return sc.link_create(prog, cg, sc.BPF_CGROUP_INET_INGRESS)
+    finally:
+        os.close(cg)
+        os.close(prog)
+
+
 def run_selftest(gen: Generation, cgroup_root: str, flow_bound: int, timeout: float = 60.0) -> SelfTestReport:
     """Run the checks against the pinned generation @gen; @cgroup_root is
     where its sockops program is (or will be) attached, @flow_bound the bound
@@ -76,6 +91,7 @@ def run_selftest(gen: Generation, cgroup_root: str, flow_bound: int, timeout: fl
     cgroup = ""
     private_attach = False
     cookie = 0
+    gate_link = -1
     child: subprocess.Popen[str] | None = None
     netns = sc.RawMap(gen.fd("ma_netns"), 8, ct.sizeof(NetnsInfo))
     sockops, sockhash = gen.fd("sockops"), gen.fd("ma_sockhash")
@@ -83,6 +99,7 @@ def run_selftest(gen: Generation, cgroup_root: str, flow_bound: int, timeout: fl
         cgroup = make_selftest_cgroup(cgroup_root)
         private_attach = not gen.sockops_attached(cgroup_root)
         if private_attach:
+            gate_link = _attach_gate_privately(gen, cgroup)
             attach_sockops(sockops, cgroup)
         child = subprocess.Popen(
             [sys.executable, "-m", "meshaccel_agent.selftest.child", str(sockhash), str(flow_bound)],
@@ -141,6 +158,8 @@ def run_selftest(gen: Generation, cgroup_root: str, flow_bound: int, timeout: fl
                 log.warning("self-test: detaching from %s: %s", cgroup, exc)
         for fd in (sockops, sockhash):
             os.close(fd)
+        if gate_link >= 0:
+            os.close(gate_link)  # the link's last reference: detaches it
         netns.close()
         if cgroup and os.path.isdir(cgroup):
             try:
