@@ -189,34 +189,32 @@ class Generation:
         # last reference, which is the pin.
         (self.path / RECV_LINK).unlink(missing_ok=True)
 
-    def attach_recv(self) -> None:
-        if (self.path / RECV_LINK).exists():
+    def _pin_link(self, pin: str, prog_name: str, attach: Callable[[int], int]) -> None:
+        """Attach the program @prog_name with @attach (program fd -> link fd)
+        and pin the link as @pin, unless it is pinned already. The pin is
+        the link's last reference: removing it detaches."""
+        if (self.path / pin).exists():
             return
-        prog = self.fd("recv")
+        prog = self.fd(prog_name)
         try:
-            link = sc.attach_tp_btf(prog)
+            link = attach(prog)
             try:
-                sc.obj_pin(link, str(self.path / RECV_LINK))
+                sc.obj_pin(link, str(self.path / pin))
             finally:
                 os.close(link)
         finally:
             os.close(prog)
 
+    def attach_recv(self) -> None:
+        self._pin_link(RECV_LINK, "recv", sc.attach_tp_btf)
+
     def attach_gate(self, cgroup: str) -> None:
         """Attach the FIN gate to @cgroup unless this generation's already is."""
-        if (self.path / GATE_LINK).exists():
-            return
-        prog = self.fd("fin_gate")
         cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            link = sc.link_create(prog, cg, sc.BPF_CGROUP_INET_INGRESS)
-            try:
-                sc.obj_pin(link, str(self.path / GATE_LINK))
-            finally:
-                os.close(link)
+            self._pin_link(GATE_LINK, "fin_gate", lambda prog: sc.link_create(prog, cg, sc.BPF_CGROUP_INET_INGRESS))
         finally:
             os.close(cg)
-            os.close(prog)
 
     def detach_gate(self) -> None:
         """Benchmarks of "nothing attached" only: a connection that spills
