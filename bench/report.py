@@ -224,24 +224,47 @@ def paired(samples: list[Sample]) -> list[Paired]:
     return out
 
 
+#: The metrics the not-enrolled targets judge: medians and rates. CPU per
+#: transaction comes from the whole machine's busy time, tails are tails.
+OVERHEAD_METRICS = ("p50_us", "gbit_per_s", "per_s")
+
+
 def overhead_targets(cells: list[Paired]) -> list[Target]:
-    """End to end, a cell fails only when it is shown to be more than 2 %
-    worse: its whole 95 % interval below 0.98. On a shared VM single cells
-    swing by tens of percent between runs (bulk: 0.77..1.14 within ten
-    back-to-back 4 s pairs), so a point estimate below 0.98 proves nothing;
-    the per-operation hook cost (hook_targets) is the precise measure."""
-    worse = [c for c in cells if c.high < 0.98]
-    return [Target("not enrolled / kernel: cells shown > 2 % worse (95 % interval below 0.98)", len(worse), 0, "<=")]
+    """The worst cell and the geometric mean of the paired medians, and the
+    widest 95 % interval: a cell whose interval is wider than 0.98..1.02
+    could hide a 2 % cost, so that target says whether the measurement is
+    tight enough for the other two to mean anything."""
+    judged = [c for c in cells if c.metric in OVERHEAD_METRICS]
+    if not judged:
+        return []
+    widest = max(judged, key=lambda c: c.high - c.low)
+    return [
+        Target("not enrolled / kernel, every workload (worst cell)", min(c.goodness for c in judged), 0.98, ">="),
+        Target(
+            "not enrolled / kernel, geometric mean over workloads",
+            statistics.geometric_mean([c.goodness for c in judged]),
+            0.99,
+            ">=",
+        ),
+        Target(
+            f"not enrolled / kernel: widest 95 % interval, half-width ({widest.path} {widest.workload} {widest.param})",
+            (widest.high - widest.low) / 2,
+            0.02,
+            "<=",
+        ),
+    ]
 
 
 @dataclass(frozen=True)
 class HookCost:
-    """What the attached programs add to one operation of traffic that is not
-    enrolled: the median over back-to-back pairs of (not enrolled - kernel)
-    ns per operation, its 95 % bootstrap interval, and that median as a share
-    of the operation's kernel cost."""
+    """What the attached programs (@hooks: one program's name, or
+    NOT_ENROLLED for all of them) add to one operation of traffic that is
+    not enrolled: the median over the repetitions of (with them - kernel) ns
+    per operation, its 95 % bootstrap interval, and that median as a share of
+    the operation's kernel cost."""
 
     op: str
+    hooks: str
     kernel_ns: float
     added_ns: float
     low_ns: float
@@ -256,15 +279,18 @@ def hook_costs(samples: list[Sample]) -> list[HookCost]:
         runs[s.workload][s.config][s.rep] = s.metrics["ns_per_op"]
     out = []
     for op, by_config in sorted(runs.items()):
-        kernel, other = by_config.get(KERNEL, {}), by_config.get(NOT_ENROLLED, {})
-        reps = sorted(kernel.keys() & other.keys())
-        if not reps:
-            continue
-        deltas = [other[r] - kernel[r] for r in reps]
-        base = statistics.median(kernel[r] for r in reps)
-        low, high = _bootstrap_median(deltas)
-        added = statistics.median(deltas)
-        out.append(HookCost(op, base, added, low, high, added / base, len(reps)))
+        kernel = by_config.get(KERNEL, {})
+        # Each program alone first, all of them (NOT_ENROLLED) last.
+        for hooks in sorted(set(by_config) - {KERNEL}, key=lambda h: (h == NOT_ENROLLED, h)):
+            other = by_config[hooks]
+            reps = sorted(kernel.keys() & other.keys())
+            if not reps:
+                continue
+            deltas = [other[r] - kernel[r] for r in reps]
+            base = statistics.median(kernel[r] for r in reps)
+            low, high = _bootstrap_median(deltas)
+            added = statistics.median(deltas)
+            out.append(HookCost(op, hooks, base, added, low, high, added / base, len(reps)))
     return out
 
 
@@ -275,6 +301,7 @@ def hook_targets(costs: list[HookCost]) -> list[Target]:
     return [
         Target(f"hook cost, {_HOOK_TITLES.get(c.op, c.op)}: share of its kernel cost", c.share, 0.02, "<=")
         for c in costs
+        if c.hooks == NOT_ENROLLED
     ]
 
 
@@ -299,6 +326,7 @@ def to_json(
     overhead: list[Sample] | None = None,
     slow: dict[str, dict[str, float]] | None = None,
     hooks: list[Sample] | None = None,
+    hook_runs: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, Any]:
     summaries = summarize(samples)
     cells = paired(overhead or [])
@@ -321,6 +349,7 @@ def to_json(
         "slow_reader": slow or {},
         "hook_cost": [asdict(c) for c in costs],
         "hook_samples": [asdict(s) for s in hooks or []],
+        "hook_runs": hook_runs or {},
         "targets": [{**asdict(t), "met": t.met} for t in targets],
         "agent": agent,
     }
@@ -392,17 +421,32 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             "",
             "Hook cost: what the attached programs add per operation for sockets that are not enrolled "
-            "(hookcost, CPU 0, kernel vs not enrolled in back-to-back pairs; median of the pairs' differences "
-            "and its 95 % bootstrap interval).",
+            "(hookcost, CPU 0; kernel, each program alone and all of them, in rotating order each repetition; "
+            "median of the repetitions' differences to kernel and its 95 % bootstrap interval).",
             "",
-            "| operation | kernel (ns) | added (ns) | 95 % interval (ns) | share | pairs |",
-            "|---|---|---|---|---|---|",
+            "| operation | attached | kernel (ns) | added (ns) | 95 % interval (ns) | share | repetitions |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in data["hook_cost"]:
+            hooks = "all" if c.get("hooks", NOT_ENROLLED) == NOT_ENROLLED else f"{c['hooks']} only"
             lines.append(
-                f"| {_HOOK_TITLES.get(c['op'], c['op'])} | {c['kernel_ns']:.0f} | {c['added_ns']:.0f} "
+                f"| {_HOOK_TITLES.get(c['op'], c['op'])} | {hooks} | {c['kernel_ns']:.0f} | {c['added_ns']:.0f} "
                 f"| {c['low_ns']:.0f}..{c['high_ns']:.0f} | {c['share'] * 100:.1f} % | {c['n']} |"
             )
+    if data.get("hook_runs"):
+        lines += [
+            "",
+            "Program runs per operation, everything attached (the kernel's run statistics; their own two clock "
+            "reads per run are in the ns per run).",
+            "",
+            "| operation | program | runs per operation | ns per run |",
+            "|---|---|---|---|",
+        ]
+        for op, progs in data["hook_runs"].items():
+            for prog, r in progs.items():
+                lines.append(
+                    f"| {_HOOK_TITLES.get(op, op)} | {prog} | {r['runs_per_op']:.2f} | {r['ns_per_run']:.0f} |"
+                )
     slow = data.get("slow_reader") or {}
     if slow:
         lines += [

@@ -20,9 +20,16 @@ configuration on the same placement. One cross-CPU measurement (path
 
 Two more phases:
   overhead      "not enrolled" against kernel TCP in back-to-back pairs of
-                short runs (order alternating), one cell at a time: the cost
-                meshaccel puts on traffic it does not accelerate, with an
-                interval tight enough to see 2 %
+                short runs (order alternating), one cell at a time, every
+                process on CPU 0: the cost meshaccel puts on traffic it does
+                not accelerate. On one CPU every workload is CPU-bound, so a
+                rate is the inverse of the CPU cost per operation, which is
+                what the hooks add to; across two vCPUs the cross-CPU wake-ups
+                (an idle vCPU halts, and waking it is a trip through the
+                hypervisor) swing a rate by tens of percent from run to run,
+                enough to hide a 2 % cost
+  hook cost     each program's own price per operation (hookcost), attached
+                alone and all together, plus the kernel's run counts
   slow reader   a writer flooding a reader that reads 16 MiB/s, then fast:
                 memory and the writer's rate, kernel TCP vs accelerated
 """
@@ -30,6 +37,7 @@ Two more phases:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -41,22 +49,27 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import ACCEL, FLOOR, KERNEL, NOT_ENROLLED, Sample, markdown, to_json
 from meshaccel_agent.datapath.pins import PinRoot
+from meshaccel_agent.kernel import syscalls as sc
 from meshaccel_agent.kernel.host import find_cgroup2
 from meshaccel_api.names import DEFAULT_BPFFS, DEFAULT_CACHE_DIR
 from meshaccel_api.v1alpha1 import FlowControl
 from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.hostmounts import HostMounts
 from meshaccel_lab.servers import REDIS_PORT, start_nginx, start_redis
 from meshaccel_lab.sidecar import add_sidecar
 from meshaccel_lab.sockmem import Sampler
 from meshaccel_lab.topology import Lab, Pod, wait_for
 
-#: Clients of throughput workloads run on CPU 1, away from the servers.
+#: Clients of throughput workloads run on CPU 1, away from the servers...
 CLIENT_CPU = ("taskset", "-c", "1")
+#: ...except in the overhead phase, where everything shares CPU 0.
+SAME_CPU = ("taskset", "-c", "0")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MABENCH_PORT, IPERF_PORT, HOLD_PORT = 9000, 5201, 9100
@@ -79,7 +92,7 @@ class Plan:
 PLANS = {
     "quick": Plan("quick", 2, 1.0, (64, 1024, 16384, 65536), (4096, 65536, 1 << 20), 1500, 3, 4, 1.0, 128),
     "full": Plan(
-        "full", 3, 3.0, (64, 1024, 16384, 65536), (4096, 16384, 65536, 262144, 1 << 20), 4000, 10, 12, 1.0, 256
+        "full", 3, 3.0, (64, 1024, 16384, 65536), (4096, 16384, 65536, 262144, 1 << 20), 4000, 10, 16, 1.0, 256
     ),
 }
 
@@ -99,6 +112,11 @@ OVERHEAD_CELLS = (
 )
 #: hookcost operations and how many of each one run averages.
 HOOK_OPS = {"pingpong": 200_000, "connect": 5_000}
+#: The hook-cost configurations besides kernel: which programs are attached.
+HOOK_SETS = {"recv": ("recv",), "fin_gate": ("fin_gate",), "sockops": ("sockops",),
+             NOT_ENROLLED: ("recv", "fin_gate", "sockops")}  # fmt: skip
+#: The pinned programs whose kernel run counts the hook-cost phase reports.
+PROGRAMS = ("sockops", "sk_msg", "recv", "fin_gate")
 SLOW_PORT, SLOW_RATE, SLOW_WRITE = 9200, 16 << 20, 1 << 20
 
 
@@ -143,7 +161,10 @@ class Bench:
         self.sink = self.samples  # where add() puts samples (the overhead phase swaps it)
         self.overhead_samples: list[Sample] = []
         self.seconds = plan.seconds
+        self.client_cpu = CLIENT_CPU
+        self.hook_runs: dict[str, dict[str, dict[str, float]]] = {}
         self.errors: list[dict[str, object]] = []
+        self.mounts = HostMounts.record()  # the agent mounts bpffs when the host has none
         self.lab = Lab()
         lab = self.lab
         self.agent = AgentProcess()
@@ -179,8 +200,11 @@ class Bench:
         self.enrolled = False
 
     def close(self) -> None:
-        self.agent.close()
-        self.lab.close()
+        try:
+            self.agent.close()
+            self.lab.close()
+        finally:
+            self.mounts.restore()
 
     # -- configurations -------------------------------------------------
 
@@ -189,20 +213,26 @@ class Bench:
         the read tracepoint off); not enrolled: everything attached, no pod
         enrolled; accelerated: the pods enrolled."""
         pods = list(self.lab.pods.values())
-        gen = PinRoot(DEFAULT_BPFFS).current()
-        assert gen is not None
         want_enrolled = config == ACCEL
         if self.enrolled != want_enrolled:
             (self.agent.enrol if want_enrolled else self.agent.unenrol)(pods)
             self.enrolled = want_enrolled
-        if config == KERNEL:
-            gen.detach_sockops(self.cgroup)
-            gen.detach_recv()
-            gen.detach_gate()
-        else:
-            gen.attach_recv()
-            gen.attach_gate(self.cgroup)
-            gen.attach_sockops(self.cgroup)
+        self.attach(() if config == KERNEL else HOOK_SETS[NOT_ENROLLED])
+
+    def attach(self, programs: tuple[str, ...]) -> None:
+        """Attach exactly @programs of the current generation (sockhash
+        enrolment unchanged)."""
+        gen = PinRoot(DEFAULT_BPFFS).current()
+        assert gen is not None
+        for name, on, off in (
+            ("recv", gen.attach_recv, gen.detach_recv),
+            ("fin_gate", lambda: gen.attach_gate(self.cgroup), gen.detach_gate),
+            ("sockops", lambda: gen.attach_sockops(self.cgroup), lambda: gen.detach_sockops(self.cgroup)),
+        ):
+            if name in programs:
+                on()
+            else:
+                off()
 
     # -- workloads ------------------------------------------------------
 
@@ -236,19 +266,19 @@ class Bench:
         secs = str(max(1, int(self.seconds)))
         if config == FLOOR:
             out = json.loads(
-                client.sh(*CLIENT_CPU, self.mabench, "throughput", "unix", self.floor_path, str(size), secs)
+                client.sh(*self.client_cpu, self.mabench, "throughput", "unix", self.floor_path, str(size), secs)
             )
             gbps = out["gbit_per_s"]
         else:
             args = ["-c", server.ip, "-p", str(IPERF_PORT), "-t", secs, "-l", str(size), "-J"]
-            res = json.loads(client.sh(*CLIENT_CPU, "iperf3", *args, check=False))
+            res = json.loads(client.sh(*self.client_cpu, "iperf3", *args, check=False))
             for _ in range(10):
                 # The server still tears the previous test down: its own state,
                 # not an error of the connection under test.
                 if "busy running a test" not in str(res.get("error", "")):
                     break
                 time.sleep(0.5)
-                res = json.loads(client.sh(*CLIENT_CPU, "iperf3", *args, check=False))
+                res = json.loads(client.sh(*self.client_cpu, "iperf3", *args, check=False))
             if res.get("error"):
                 # Recorded, not fatal: an application-visible error is a
                 # finding the report must show (README, benchmarks).
@@ -270,7 +300,7 @@ class Bench:
         client, server = self.paths[path]
         threads = "1" if conns == 1 else "2"
         out = client.sh(
-            *CLIENT_CPU,
+            *self.client_cpu,
             "wrk",
             f"-t{threads}",
             f"-c{conns}",
@@ -285,7 +315,7 @@ class Bench:
     def connrate(self, path: str, config: str, rep: int) -> None:
         client, server = self.paths[path]
         out = client.sh(
-            *CLIENT_CPU,
+            *self.client_cpu,
             "redis-benchmark",
             "-h",
             server.ip,
@@ -327,8 +357,9 @@ class Bench:
             self.connrate(path, config, rep)
 
     def overhead(self) -> None:
-        """Kernel vs not enrolled, pair by pair, cell by cell."""
+        """Kernel vs not enrolled, pair by pair, cell by cell, on CPU 0."""
         self.sink, self.seconds = self.overhead_samples, self.plan.overhead_seconds
+        self.client_cpu = SAME_CPU
         try:
             for path, workload, param in OVERHEAD_CELLS:
                 print(f"  overhead: {path} {workload} {param}", flush=True)
@@ -339,19 +370,46 @@ class Bench:
                         self.run_cell(path, workload, param, config, rep)
         finally:
             self.sink, self.seconds = self.samples, self.plan.seconds
+            self.client_cpu = CLIENT_CPU
 
     def hook_cost(self) -> None:
-        """The hooks' price per operation, kernel vs not enrolled in pairs:
-        one loopback write+read (the read tracepoint) and one connection's
-        life (the sockops callbacks), each averaged over many on CPU 0."""
+        """The hooks' price per operation on CPU 0: one loopback write+read
+        (the read tracepoint, the FIN gate on each segment) and one
+        connection's life (the sockops callbacks, the gate), each averaged
+        over many. Kernel, each program alone and all of them, in rotating
+        order each repetition; then one run with the kernel's statistics on
+        for how often each program ran per operation."""
+        configs = [KERNEL, *HOOK_SETS]
         for op, count in HOOK_OPS.items():
             print(f"  hook cost: {op}", flush=True)
             for rep in range(self.plan.overhead_pairs):
-                order = (KERNEL, NOT_ENROLLED) if rep % 2 == 0 else (NOT_ENROLLED, KERNEL)
-                for config in order:
-                    self.set_config(config)
+                for config in configs[rep % len(configs) :] + configs[: rep % len(configs)]:
+                    self.attach(HOOK_SETS.get(config, ()))
                     ns = float(self.a.sh("taskset", "-c", "0", self.hookcost, op, str(count)))
                     self.hook_samples.append(Sample("loopback", op, count, config, rep, {"ns_per_op": ns}))
+            self.attach(HOOK_SETS[NOT_ENROLLED])
+            cmd = ("taskset", "-c", "0", self.hookcost, op, str(count))
+            self.hook_runs[op] = self.program_runs(functools.partial(self.a.sh, *cmd), count)
+
+    def program_runs(self, run: Callable[[], object], ops: int) -> dict[str, dict[str, float]]:
+        """Runs per operation and ns per run of each program during @run."""
+        gen = PinRoot(DEFAULT_BPFFS).current()
+        assert gen is not None
+        fds = {name: gen.fd(name) for name in PROGRAMS}
+        stats = sc.enable_run_stats()
+        try:
+            before = {name: sc.prog_run_stats(fd) for name, fd in fds.items()}
+            run()
+            after = {name: sc.prog_run_stats(fd) for name, fd in fds.items()}
+        finally:
+            os.close(stats)
+            for fd in fds.values():
+                os.close(fd)
+        out = {}
+        for name in PROGRAMS:
+            ns, runs = (a - b for a, b in zip(after[name], before[name], strict=True))
+            out[name] = {"runs_per_op": runs / ops, "ns_per_run": ns / runs if runs else 0.0}
+        return out
 
     def slow_reader(self) -> dict[str, dict[str, float]]:
         """A flood into a slow, then fast, reader: kernel TCP vs accelerated."""
@@ -361,8 +419,8 @@ class Bench:
             self.set_config(config)
             with Sampler([self.a, self.b]) as mem:
                 res = json.loads(
-                    self.a.sh(*CLIENT_CPU, sys.executable, "-m", "meshaccel_lab.slow", "flood", "--host", self.b.ip,
-                              "--port", str(SLOW_PORT), "--bytes", str(self.plan.slow_mib << 20),
+                    self.a.sh(*self.client_cpu, sys.executable, "-m", "meshaccel_lab.slow", "flood",
+                              "--host", self.b.ip, "--port", str(SLOW_PORT), "--bytes", str(self.plan.slow_mib << 20),
                               "--chunk", str(SLOW_WRITE), check=False).strip().splitlines()[-1]
                 )  # fmt: skip
             if not res["ok"]:
@@ -514,12 +572,14 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_run": plan.seconds,
         "duration_s": round(time.time() - started, 1),
         "placement": "servers, latency clients and sidecar proxies on CPU 0, throughput clients on CPU 1; "
-        "direct-xcpu crosses CPUs",
+        "direct-xcpu crosses CPUs; the overhead and hook-cost phases run everything on CPU 0",
         "flow_bound": FlowControl().boundBytes,
         "slow_write": SLOW_WRITE,
         "tools": _versions(),
     }
-    data = to_json(meta, bench.samples, agent, bench.errors, bench.overhead_samples, slow, bench.hook_samples)
+    data = to_json(
+        meta, bench.samples, agent, bench.errors, bench.overhead_samples, slow, bench.hook_samples, bench.hook_runs
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")

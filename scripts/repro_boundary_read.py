@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from meshaccel_lab.agent import AgentProcess
-from meshaccel_lab.hostmounts import HostMounts
+from meshaccel_lab.repro import agent_and_lab
 from meshaccel_lab.topology import Lab, wait_for
 
 BOUND = 256 << 10
@@ -79,11 +79,7 @@ def run(lab: Lab, enrolled: bool, agent: AgentProcess) -> dict[str, Any]:
 
 
 def main() -> int:
-    mounts = HostMounts.record()  # the agent mounts bpffs when the host has none
-    agent = AgentProcess()
-    agent.start("--flow-bound-bytes", str(BOUND))
-    lab = Lab()
-    try:
+    with agent_and_lab("--flow-bound-bytes", str(BOUND)) as (agent, lab):
         for enrolled in (False, True):
             r = run(lab, enrolled, agent)
             stop = r["haproxy_would_stop_at"]
@@ -91,13 +87,6 @@ def main() -> int:
             print(
                 f"{'accelerated' if enrolled else 'kernel TCP '}: {json.dumps(r)}\n  -> HAProxy's inference {verdict}"
             )
-    finally:
-        try:
-            agent.unenrol(lab.pods.values())
-        finally:
-            lab.close()
-            agent.close()
-            mounts.restore()
     return 0
 
 

@@ -9,6 +9,7 @@ mid-stream, many times, while data is in flight on both paths."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from meshaccel_api.v1alpha1 import FlowControl
+from meshaccel_lab import blocking
 from meshaccel_lab.agent import AgentProcess
+from meshaccel_lab.blocking import CASES
 from meshaccel_lab.sockmem import Sampler
 from meshaccel_lab.topology import Lab, Pod, wait_for
 from tests.datapath.conftest import SHAPES, Delta, Shape, agent_with, build_shape
@@ -26,6 +29,7 @@ MiB = 1 << 20
 BOUND = 256 << 10
 CHUNK = 1 << 20  # the writers' write size: the bound may be passed by one
 SLOW_PORT = 8090
+BLOCKING_PORT = 8097
 
 
 @pytest.fixture
@@ -205,3 +209,26 @@ def test_a_short_read_with_rdhup_is_the_end_of_the_stream(shape_name: str, lab: 
     assert result["ok"], result
     assert delta["meshaccel_flow_control_switches_total{to=stack}"] >= 3
     assert delta["meshaccel_fins_held_total"] >= 3
+
+
+def test_wake_ups_without_data_on_a_blocking_reader(lab: Lab, small_bound: AgentProcess) -> None:
+    """A blocking recv() and what wakes it before its data (meshaccel_lab.blocking).
+    Kernel TCP always waits for the byte; accelerated, a second thread writing
+    redirected bytes on the same socket leaves the reader asleep too. A signal,
+    and the write-space wake-up once the writer's direction spilled, end the
+    read with EAGAIN: tcp_bpf_recvmsg() waits once (README, Limitations). That
+    half asserts the kernel's behaviour, not ours: when a kernel loops there,
+    it fails, and the README's limitation and the self-test check go."""
+    direct = build_shape("direct", lab, small_bound)
+    small_bound.unenrol([direct.client, direct.server])
+    for case in CASES:
+        kernel = blocking.run(direct.client, direct.server, case, BLOCKING_PORT)
+        assert kernel.get("returned") == "x" and kernel["after_s"] >= 0.55, (case, kernel)
+    small_bound.enrol([direct.client, direct.server])
+    delta = Delta(small_bound)
+    accel = {case: blocking.run(direct.client, direct.server, case, BLOCKING_PORT) for case in CASES}
+    assert accel["duplex"].get("returned") == "x" and accel["duplex"]["after_s"] >= 0.55, accel
+    assert accel["signal"].get("errno") == errno.EAGAIN, accel
+    assert accel["duplex-spilled"].get("errno") == errno.EAGAIN, accel
+    assert delta["meshaccel_pairs_total"] >= 3, "every case ran accelerated"
+    assert delta["meshaccel_flow_control_switches_total{to=stack}"] >= 1

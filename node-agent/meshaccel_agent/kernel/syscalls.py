@@ -20,6 +20,7 @@ BPF_CGROUP_SOCK_OPS = 3
 BPF_SK_MSG_VERDICT = 7
 BPF_TRACE_RAW_TP = 23
 BPF_F_ALLOW_MULTI = 1 << 1
+BPF_STATS_RUN_TIME = 0
 BPF_ANY = 0
 BPF_NOEXIST = 1
 
@@ -78,6 +79,7 @@ def libbpf() -> ct.CDLL:
         ]
         lb.bpf_raw_tracepoint_open.argtypes = [ct.c_char_p, ct.c_int]
         lb.bpf_link_create.argtypes = [ct.c_int, ct.c_int, ct.c_int, ct.c_void_p]
+        lb.bpf_enable_stats.argtypes = [ct.c_int]
         _libbpf = lb
     return _libbpf
 
@@ -199,6 +201,20 @@ def map_info(fd: int) -> tuple[int, int, int, int]:
 def prog_id_and_name(fd: int) -> tuple[int, str]:
     raw = _info(fd)
     return int.from_bytes(raw[4:8], "little"), raw[64:80].split(b"\0", 1)[0].decode()
+
+
+def prog_run_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program: the kernel counts them only while
+    some process holds a statistics fd (enable_run_stats)."""
+    raw = _info(fd)  # struct bpf_prog_info: run_time_ns at 192, run_cnt at 200
+    return int.from_bytes(raw[192:200], "little"), int.from_bytes(raw[200:208], "little")
+
+
+def enable_run_stats() -> int:
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): every program's run time and
+    count are kept while the returned fd is open (it adds two clock reads to
+    every run); closing it turns them off again."""
+    return _check(libbpf().bpf_enable_stats(BPF_STATS_RUN_TIME), "enable BPF run statistics")
 
 
 def prog_fd_by_id(prog_id: int) -> int:
