@@ -37,7 +37,6 @@ Two more phases:
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -49,7 +48,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,24 +380,24 @@ class Bench:
         configs = [KERNEL, *HOOK_SETS]
         for op, count in HOOK_OPS.items():
             print(f"  hook cost: {op}", flush=True)
+            cmd = (*SAME_CPU, self.hookcost, op, str(count))
             for rep in range(self.plan.overhead_pairs):
                 for config in configs[rep % len(configs) :] + configs[: rep % len(configs)]:
                     self.attach(HOOK_SETS.get(config, ()))
-                    ns = float(self.a.sh("taskset", "-c", "0", self.hookcost, op, str(count)))
+                    ns = float(self.a.sh(*cmd))
                     self.hook_samples.append(Sample("loopback", op, count, config, rep, {"ns_per_op": ns}))
             self.attach(HOOK_SETS[NOT_ENROLLED])
-            cmd = ("taskset", "-c", "0", self.hookcost, op, str(count))
-            self.hook_runs[op] = self.program_runs(functools.partial(self.a.sh, *cmd), count)
+            self.hook_runs[op] = self.program_runs(cmd, count)
 
-    def program_runs(self, run: Callable[[], object], ops: int) -> dict[str, dict[str, float]]:
-        """Runs per operation and ns per run of each program during @run."""
+    def program_runs(self, cmd: tuple[str, ...], ops: int) -> dict[str, dict[str, float]]:
+        """Runs per operation and ns per run of each program while @cmd runs in pod a."""
         gen = PinRoot(DEFAULT_BPFFS).current()
         assert gen is not None
         fds = {name: gen.fd(name) for name in PROGRAMS}
         stats = sc.enable_run_stats()
         try:
             before = {name: sc.prog_run_stats(fd) for name, fd in fds.items()}
-            run()
+            self.a.sh(*cmd)
             after = {name: sc.prog_run_stats(fd) for name, fd in fds.items()}
         finally:
             os.close(stats)
